@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SCORE_METHODS', 'test_gradients', 'score_candidates', 'compute_influences', 'InfluenceResult', 'influence']
 
-# %% ../nbs/03_influence.ipynb #c8669c64
+# %% ../nbs/03_influence.ipynb #eec3f6b3
 import torch
 import pandas as pd
 from torch.func import jvp, vmap
@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
 from .solvers import Solver
 
-# %% ../nbs/03_influence.ipynb #697cd8c7
+# %% ../nbs/03_influence.ipynb #bc968d29
 def _check_data(task, data, what):
     "Raise a clear error if `data` is empty or its items do not fit the task's model."
     if len(data) == 0: raise InfluenceInputError(f"The {what} dataset is empty.")
@@ -33,7 +33,7 @@ def test_gradients(task:ClassificationTask, # the task
     return torch.cat([task.per_example_grads(task.batch(test, range(s, min(s + batch_size, len(test)))))
                       for s in range(0, len(test), batch_size)])
 
-# %% ../nbs/03_influence.ipynb #c4c18598
+# %% ../nbs/03_influence.ipynb #1cf61202
 def _dots_jvp(task, batch, theta, S):
     "∇ℓ(z_i)·s_j for a batch, by forward-mode jvp of the per-example losses along each column of S: [b, m]."
     f = lambda th: task.losses(batch, th)
@@ -62,7 +62,7 @@ def score_candidates(task:ClassificationTask, # the task
         out.append(SCORE_METHODS[method](task, task.batch(train, cand[s:s + batch_size]), theta, S.to(theta)).detach())
     return torch.cat(out)
 
-# %% ../nbs/03_influence.ipynb #935bb504
+# %% ../nbs/03_influence.ipynb #73027c19
 def _candidates(candidates, n_train:int, m:int):
     "Validated candidates as (unique indices to score, [m, k] positions into them or None)."
     if candidates is None: return torch.arange(n_train), None
@@ -76,7 +76,7 @@ def _candidates(candidates, n_train:int, m:int):
     uniq, inv = torch.unique(c, return_inverse=True)
     return uniq, inv
 
-# %% ../nbs/03_influence.ipynb #12c6fcf8
+# %% ../nbs/03_influence.ipynb #04b0d2ff
 def compute_influences(task:ClassificationTask, # model + parameters + objective
                        train,                   # map-style training dataset
                        test,                    # map-style dataset of test points
@@ -95,10 +95,11 @@ def compute_influences(task:ClassificationTask, # model + parameters + objective
     I = -D.T
     return I if pos is None else torch.gather(I, 1, pos)
 
-# %% ../nbs/03_influence.ipynb #69be5b3c
+# %% ../nbs/03_influence.ipynb #c06a2a2b
 def _describe(train, i:int)->str:
     "A short text for training item `i` (source texts if the dataset has them)."
     src = getattr(train, 'source', None)
+    while src is not None and not hasattr(src, 'label_names') and hasattr(src, 'source'): src = src.source  # e.g. cached -> tokenised -> texts
     if src is not None:
         it = src[i]
         if isinstance(it, dict) and 'text_a' in it:
@@ -116,7 +117,7 @@ class InfluenceResult:
     def __len__(self): return len(self.scores)
     def __repr__(self): return f"InfluenceResult({len(self)} test points × {self.scores.shape[1]} candidates)"
 
-# %% ../nbs/03_influence.ipynb #ac53afc6
+# %% ../nbs/03_influence.ipynb #083bc65d
 @patch
 def _top(self:InfluenceResult, n:int, j:int, largest:bool)->list:
     "(train index, score) of the n most positive (largest) or most negative scores for test point j."
@@ -146,7 +147,7 @@ def to_pandas(self:InfluenceResult, n:int=5)->pd.DataFrame:
 @patch
 def _repr_html_(self:InfluenceResult): return f"<p>{self!r}</p>" + self.to_pandas(3).to_html(index=False)
 
-# %% ../nbs/03_influence.ipynb #03e97e2a
+# %% ../nbs/03_influence.ipynb #34f2cd41
 def influence(task:ClassificationTask, train, test, solver:Solver, candidates=None, **kw)->InfluenceResult:
     "`compute_influences` wrapped in an `InfluenceResult` (see its arguments)."
     scores = compute_influences(task, train, test, solver, candidates, **kw)
