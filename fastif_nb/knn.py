@@ -6,8 +6,8 @@
 __all__ = ['FLAT_MAX_N', 'GPU_MAX_K', 'extract_features', 'fingerprint', 'StaleIndexError', 'FeatureIndex', 'knn_recall',
            'random_recall', 'recall_curve', 'plot_recall']
 
-# %% ../nbs/06_knn.ipynb #c99a0ae1
-import hashlib, json, math, os
+# %% ../nbs/06_knn.ipynb #c45728bc
+import hashlib, json, math, os, sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import torch
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-# %% ../nbs/06_knn.ipynb #1fd70402
+# %% ../nbs/06_knn.ipynb #d876ebb7
 _POOLINGS = ("cls", "mean", "pooler")
 _NON_INPUTS = ("labels", "label", "label_ids")
 
@@ -70,7 +70,7 @@ def extract_features(model:torch.nn.Module, # Hugging Face sequence-classificati
             out[idx] = f.float().cpu().numpy()
     return out
 
-# %% ../nbs/06_knn.ipynb #66583d63
+# %% ../nbs/06_knn.ipynb #f0da2a74
 def _hash_array(h, a:np.ndarray, dtype:str, full_below:int):
     "Add dtype, shape and content of `a` to hash `h` (large arrays: strided sample + float64 sum)."
     if a.dtype == object: raise TypeError("cannot fingerprint an object array; pass numeric arrays")
@@ -108,7 +108,7 @@ def fingerprint(*parts,               # e.g. the model (or its state dict) and t
         h = hashlib.blake2b(digest_size=8); _hash_part(h, p, full_below); hs.append(h.hexdigest())
     return "fp-" + "-".join(hs)
 
-# %% ../nbs/06_knn.ipynb #678c862e
+# %% ../nbs/06_knn.ipynb #581089d2
 FLAT_MAX_N = 50_000  # `kind="auto"` uses an exact flat index below this many points
 GPU_MAX_K = 2048     # faiss GPU indexes cannot return more neighbours; larger k are searched on a CPU copy
 
@@ -150,7 +150,7 @@ class FeatureIndex:
     def __len__(self): return self.n
     def __repr__(self): return f"FeatureIndex(kind={self.kind!r}, n={self.n}, d={self.d}, nlist={self.nlist}, nprobe={self.nprobe}, gpu={self.gpu})"
 
-# %% ../nbs/06_knn.ipynb #6c584c4b
+# %% ../nbs/06_knn.ipynb #5dbdf75d
 @patch(cls_method=True)
 def build(cls:FeatureIndex,
           features,                # [N, d] float features (numpy or torch), row i = training point i
@@ -180,7 +180,7 @@ def build(cls:FeatureIndex,
     for s in tqdm(starts, desc=f"adding to {kind} index", disable=not progress or len(starts) <= 1): index.add(x[s:s + chunk_size])
     return cls(index, kind, nlist, nprobe, fingerprint, gpu)
 
-# %% ../nbs/06_knn.ipynb #852e36ef
+# %% ../nbs/06_knn.ipynb #2cefc579
 def _check_k(k, n:int)->int:
     "Validate the number of neighbours `k` (None = all `n` points)."
     if k is None: return n
@@ -219,7 +219,7 @@ def search(self:FeatureIndex,
     if miss.any(): D[miss], I[miss] = self._exhaustive(q[miss], k)
     return (D[0], I[0]) if single else (D, I)
 
-# %% ../nbs/06_knn.ipynb #9761f1d3
+# %% ../nbs/06_knn.ipynb #d02da8af
 @patch
 def search_mean(self:FeatureIndex,
                 anchor_features, # [A, d] features of the anchor points
@@ -229,7 +229,7 @@ def search_mean(self:FeatureIndex,
     a = _as_features(anchor_features, "anchor_features", self.d)
     return self.search(a.mean(0), k)
 
-# %% ../nbs/06_knn.ipynb #12f72b3e
+# %% ../nbs/06_knn.ipynb #1c8c7983
 @patch
 def save(self:FeatureIndex,
          path,  # file for the faiss index; metadata goes to `path + ".json"`
@@ -277,7 +277,7 @@ def load(cls:FeatureIndex,
     if meta["kind"] == "ivf": nprobe = min(int(nprobe), meta["nlist"]); _set_nprobe(index, nprobe, gpu)
     return cls(index, meta["kind"], meta["nlist"], nprobe, meta["fingerprint"], gpu)
 
-# %% ../nbs/06_knn.ipynb #c29f6299
+# %% ../nbs/06_knn.ipynb #9e2bbec4
 @patch(cls_method=True)
 def load_or_build(cls:FeatureIndex,
                   path,                  # cache file (see `FeatureIndex.save`)
@@ -288,12 +288,12 @@ def load_or_build(cls:FeatureIndex,
     "The cached index at `path` if it matches `fingerprint`, else a freshly built (and saved) one."
     if fingerprint is None: raise ValueError("load_or_build needs a fingerprint, e.g. fingerprint(model, token_ids)")
     try: return cls.load(path, fingerprint, **{k: v for k, v in build_kw.items() if k in ("nprobe", "use_gpu")})
-    except (FileNotFoundError, StaleIndexError) as e: print(f"rebuilding the kNN index: {e}")
+    except (FileNotFoundError, StaleIndexError) as e: print(f"rebuilding the kNN index: {e}", file=sys.stderr)
     index = cls.build(features_fn(), fingerprint=fingerprint, **build_kw)
     index.save(path)
     return index
 
-# %% ../nbs/06_knn.ipynb #2f1f7b0d
+# %% ../nbs/06_knn.ipynb #8b44e0f0
 def _to_np(x)->np.ndarray: return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 def _top_m(scores:np.ndarray, m:int, which:str)->np.ndarray:
@@ -327,7 +327,7 @@ def random_recall(k:int, # points selected at random
     "Expected R@m of selecting `k` of `N` points uniformly at random (any m)."
     return min(k, N) / N
 
-# %% ../nbs/06_knn.ipynb #d01ca377
+# %% ../nbs/06_knn.ipynb #53dfd170
 def recall_curve(knn_indices, # [Q, k_max] kNN indices, nearest first
                  scores,      # [Q, N] influence scores on the full training set
                  ks,          # the k's to evaluate (each <= k_max)

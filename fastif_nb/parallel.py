@@ -7,7 +7,7 @@ __all__ = ['WorkerError', 'PeerError', 'free_port', 'default_backend', 'rank_dev
            'shard_range', 'parallel_solve', 'parallel_influences', 'demo_problem', 'demo_cached_problem',
            'run_parallel', 'influence_worker', 'explain_parallel', 'main']
 
-# %% ../nbs/08_parallel.ipynb #9bb48c76
+# %% ../nbs/08_parallel.ipynb #d49d805d
 import argparse, importlib, io, json, os, pickle, socket, sys, time, traceback
 from datetime import timedelta
 from multiprocessing.connection import wait
@@ -23,7 +23,7 @@ from .solvers import Solver, Exact, CG
 from .lissa import LiSSA
 from .influence import _check_data, _candidates, test_gradients, score_candidates, compute_influences
 
-# %% ../nbs/08_parallel.ipynb #d63e6a72
+# %% ../nbs/08_parallel.ipynb #058f5012
 class WorkerError(RuntimeError):
     "A parallel worker died, hung, failed in a way that cannot be re-raised, or disagreed with its peers."
 
@@ -39,7 +39,7 @@ def default_backend(local_world:int=1)->str:
     "'nccl' when there is a GPU for each local rank, else 'gloo'."
     return 'nccl' if torch.cuda.is_available() and torch.cuda.device_count() >= local_world else 'gloo'
 
-# %% ../nbs/08_parallel.ipynb #55f9e227
+# %% ../nbs/08_parallel.ipynb #bb28381f
 def rank_device()->torch.device:
     "This rank's device: cuda:LOCAL_RANK under the nccl backend, else the CPU."
     if dist.is_initialized() and dist.get_backend() == 'nccl': return torch.device('cuda', torch.cuda.current_device())
@@ -59,7 +59,7 @@ def init_from_env(backend:str=None,       # 'gloo', 'nccl' or None (nccl if ever
         dist.init_process_group(backend, init_method='env://', timeout=timedelta(seconds=timeout))
     return rank_device()
 
-# %% ../nbs/08_parallel.ipynb #0f1046a6
+# %% ../nbs/08_parallel.ipynb #e74305ee
 def _to(x, device):
     "`x` (a tensor or nested tuple/list/dict of them) moved to `device`."
     if isinstance(x, torch.Tensor): return x.to(device)
@@ -80,14 +80,14 @@ def to_device(task:ClassificationTask, device)->ClassificationTask:
     task.collate_fn = OnDevice(base, device)
     return task
 
-# %% ../nbs/08_parallel.ipynb #f049ed48
+# %% ../nbs/08_parallel.ipynb #427ced03
 def shard_range(n:int, rank:int, world:int)->tuple:
     "The [start, stop) slice of `n` items owned by `rank` of `world` (sizes differ by at most one)."
     q, r = divmod(n, world)
     start = rank * q + min(rank, r)
     return start, start + q + (rank < r)
 
-# %% ../nbs/08_parallel.ipynb #7b058026
+# %% ../nbs/08_parallel.ipynb #a53c0fe2
 def _comm(t:torch.Tensor)->torch.Tensor:
     "`t` on the device the backend's collectives need."
     return t.to(rank_device()) if dist.get_backend() == 'nccl' else t.cpu()
@@ -109,7 +109,7 @@ def _fingerprint(task:ClassificationTask, V)->list:
     fp = [th.sum().item(), th.abs().sum().item()]
     return fp + ([V.double().sum().item(), V.double().abs().sum().item()] if V is not None else [0., 0.])
 
-# %% ../nbs/08_parallel.ipynb #ef8e32ad
+# %% ../nbs/08_parallel.ipynb #672c0218
 def _sync_sum(part:torch.Tensor, err, fp:list, what:str)->torch.Tensor:
     "All-reduce (sum) `part` with every rank's error flag and fingerprint: the single synchronisation point."
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -137,7 +137,7 @@ def _gather_rows(D, n:int, m:int, like:torch.Tensor, err, what:str)->torch.Tenso
     _raise_failed(torch.stack([o[-1, 0] for o in out]).cpu(), err, what)
     return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(like.device)
 
-# %% ../nbs/08_parallel.ipynb #004317b2
+# %% ../nbs/08_parallel.ipynb #cc053cb7
 def _shared_scale(solver:LiSSA, task:ClassificationTask, train):
     "Resolve the LiSSA scale identically on every rank (rank 0 estimates, then broadcasts)."
     if solver.scale != 'auto': return solver.resolve_scale(task, train)
@@ -157,7 +157,7 @@ def _solve_part(task, train, M, solver, rank, world, progress):
         return solver.run_repeats(task, train, M, mine, progress) if len(mine) else torch.zeros_like(M)
     return solver.solve(task, train, M, progress) if rank == 0 else torch.zeros_like(M)
 
-# %% ../nbs/08_parallel.ipynb #38e5f1c5
+# %% ../nbs/08_parallel.ipynb #355cfa5f
 def _parallel_solve(task, train, get_V, m:int, solver:Solver, progress:bool):
     "(S = (H+λI)⁻¹V on every rank, V); `get_V()` computes V [p, m] (failures are flagged, not left hanging)."
     if not isinstance(solver, Solver): raise InfluenceInputError(f"`solver` must be a Solver (Exact, CG, LiSSA); got {type(solver).__name__}.")
@@ -186,7 +186,7 @@ def parallel_solve(task:ClassificationTask, # the task (the same on every rank)
     S, _ = _parallel_solve(task, train, lambda: M, M.shape[1], solver, progress and dist.get_rank() == 0)
     return S[:, 0] if single else S
 
-# %% ../nbs/08_parallel.ipynb #9c3c6a98
+# %% ../nbs/08_parallel.ipynb #a420564a
 def _score_shard(task, train, S, cand, batch_size, method, progress):
     "Scores [k_shard, m] of this rank's candidates (an empty block for an empty shard)."
     if len(cand) == 0: return S.new_zeros(0, S.shape[1])
@@ -217,7 +217,7 @@ def parallel_influences(task:ClassificationTask, # model + parameters + objectiv
     I = -D.T
     return I if pos is None else torch.gather(I, 1, pos.to(I.device))
 
-# %% ../nbs/08_parallel.ipynb #2be04299
+# %% ../nbs/08_parallel.ipynb #394f650d
 def demo_problem(solver:str='exact',   # 'exact', 'cg' or 'lissa'
                  repeats:int=4,        # LiSSA's T
                  depth:int=200,        # LiSSA's J
@@ -234,13 +234,13 @@ def demo_problem(solver:str='exact',   # 'exact', 'cg' or 'lissa'
     mlp = (nn.Sequential(nn.Linear(5, hidden), nn.Tanh(), nn.Linear(hidden, 3)) if hidden else nn.Linear(5, 3)).double().eval()
     X, Y = torch.randn(n_train + n_test, 5, dtype=torch.float64), torch.randint(0, 3, (n_train + n_test,))
     train, test = (torch.utils.data.TensorDataset(X[:n_train], Y[:n_train]), torch.utils.data.TensorDataset(X[n_train:], Y[n_train:]))
-    solvers = dict(exact=lambda: Exact(damping=0.1), cg=lambda: CG(damping=0.1, tol=1e-12, maxiter=200),
-                   lissa=lambda: LiSSA(depth=depth, batch_size=4, repeats=repeats, damping=0.1, scale=scale, seed=seed))
+    solvers = dict(exact=lambda: Exact(damping=0.5), cg=lambda: CG(damping=0.5, tol=1e-12, maxiter=200),
+                   lissa=lambda: LiSSA(depth=depth, batch_size=4, repeats=repeats, damping=0.5, scale=scale, seed=seed))
     if solver not in solvers: raise InfluenceInputError(f"Unknown demo solver {solver!r}; use one of {list(solvers)}.")
     kw = dict(candidates=candidates, batch_size=batch_size, progress=False)
     return ClassificationTask(mlp, weight_decay=0.01), train, test, solvers[solver](), kw
 
-# %% ../nbs/08_parallel.ipynb #00047563
+# %% ../nbs/08_parallel.ipynb #3b7bc308
 def demo_cached_problem(repeats:int=3,        # LiSSA's T
                         depth:int=30,         # LiSSA's J
                         n_frozen_layers:int=3, # layers cached by `cache_prefix` (of 4)
@@ -265,7 +265,7 @@ def demo_cached_problem(repeats:int=3,        # LiSSA's T
     solver = LiSSA(depth=depth, batch_size=4, repeats=repeats, damping=0.1, scale=10., seed=seed)
     return task, train, test, solver, dict(candidates=candidates, progress=False)
 
-# %% ../nbs/08_parallel.ipynb #7bb9e371
+# %% ../nbs/08_parallel.ipynb #e3b47329
 class _RemoteTraceback(Exception):
     "The traceback text of an exception raised in a worker (attached as `__cause__`)."
     def __init__(self, tb:str): self.tb = tb
@@ -282,7 +282,7 @@ def _dumps(obj)->bytes:
     "`obj` serialised with torch.save (tensors included)."
     buf = io.BytesIO(); torch.save(obj, buf); return buf.getvalue()
 
-# %% ../nbs/08_parallel.ipynb #c54a893b
+# %% ../nbs/08_parallel.ipynb #2fd40d8a
 def _worker(rank:int, world:int, port:int, backend:str, timeout:float, payload:bytes, conn):
     "Entry point of a spawned worker: join the group, run the function, send exactly one report to the parent."
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -300,7 +300,7 @@ def _worker(rank:int, world:int, port:int, backend:str, timeout:float, payload:b
             try: dist.destroy_process_group()
             except Exception: pass
 
-# %% ../nbs/08_parallel.ipynb #88e9dc17
+# %% ../nbs/08_parallel.ipynb #4687e79a
 def _payload(fn, args, kwargs)->bytes:
     "Pickled (fn, args, kwargs) for the workers, with an actionable error if they cannot be sent."
     main = sys.modules.get('__main__')
@@ -313,7 +313,7 @@ def _payload(fn, args, kwargs)->bytes:
         f"Cannot send the function or its arguments to worker processes ({type(e).__name__}: {e}). Pass a module-level "
         "function (no lambdas or local functions) and picklable arguments.") from e
 
-# %% ../nbs/08_parallel.ipynb #88281b86
+# %% ../nbs/08_parallel.ipynb #b26fdec3
 def _collect(procs, conns, timeout:float, grace:float=5.):
     "Wait for one report per worker; returns {rank: report} plus deaths and still-running ranks."
     deadline = time.monotonic() + timeout; stop_at = deadline
@@ -331,7 +331,7 @@ def _collect(procs, conns, timeout:float, grace:float=5.):
             stop_at = min(deadline, time.monotonic() + grace)
     return reports, deaths, sorted(pending)
 
-# %% ../nbs/08_parallel.ipynb #bb152d1f
+# %% ../nbs/08_parallel.ipynb #441a5fa0
 def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
     "Raise the root cause of a failed run: the earliest real worker error, a death, or a hang."
     errs = sorted(((d['peer'], d['time'], r, d) for r, (k, d) in reports.items() if k == 'err'), key=lambda x: x[:2])
@@ -348,7 +348,7 @@ def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
     raise WorkerError(f"Workers did not finish within timeout={timeout}s: rank(s) {running} still running (a hang, e.g. a rank "
                       "waiting in a collective for a peer that never comes, or a job slower than the timeout); all were killed.")
 
-# %% ../nbs/08_parallel.ipynb #59969b40
+# %% ../nbs/08_parallel.ipynb #423ac8a5
 def run_parallel(fn,                    # importable function run on every rank as fn(*args, **kwargs)
                  world_size:int=2,      # number of worker processes (W)
                  backend:str=None,      # 'gloo', 'nccl' or None (nccl if there are W GPUs)
@@ -377,7 +377,7 @@ def run_parallel(fn,                    # importable function run on every rank 
             if p.pid is not None: p.join(10)
         for c, _ in pipes: c.close()
 
-# %% ../nbs/08_parallel.ipynb #95a97f95
+# %% ../nbs/08_parallel.ipynb #d0237e19
 def _builder(builder):
     "The builder function, importing it when given as 'package.module:function'."
     if not isinstance(builder, str): return builder
@@ -403,7 +403,7 @@ def influence_worker(builder,               # importable function or 'module:fun
     kw = {'progress': progress, **kw}
     return parallel_influences(task, train, test, solver, **kw).cpu()
 
-# %% ../nbs/08_parallel.ipynb #20b9283e
+# %% ../nbs/08_parallel.ipynb #059c9c54
 def _under_torchrun()->bool: return all(k in os.environ for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'))
 
 def explain_parallel(builder,               # importable function or 'module:function' string (see above)
@@ -421,7 +421,7 @@ def explain_parallel(builder,               # importable function or 'module:fun
         finally: dist.destroy_process_group()
     return run_parallel(influence_worker, workers, backend, timeout, builder=builder, builder_kwargs=builder_kwargs, progress=progress)
 
-# %% ../nbs/08_parallel.ipynb #26da0ea4
+# %% ../nbs/08_parallel.ipynb #25efb1a4
 def main(argv=None)->torch.Tensor:
     "Command line: parallel influences of a built problem, saved with torch.save."
     p = argparse.ArgumentParser(prog='python -m fastif_nb.parallel', description=
@@ -441,7 +441,7 @@ def main(argv=None)->torch.Tensor:
         print(f"influences: {tuple(I.shape)} (test points x candidates)" + (f" -> {a.out}" if a.out else ''))
     return I
 
-# %% ../nbs/08_parallel.ipynb #d4d5e582
+# %% ../nbs/08_parallel.ipynb #367e474b
 def _misbehave(mode:str='raise', # 'raise', 'exit', 'hang' or 'none'
                rank:int=1,       # the rank that misbehaves
               )->int:
@@ -462,7 +462,7 @@ def _rank_poisoned(mode:str='nan', rank:int=1, **kw)->tuple:
             with torch.no_grad(): next(task.model.parameters()).add_(0.01)
     return task, train, test, solver, ikw
 
-# %% ../nbs/08_parallel.ipynb #481759fb
+# %% ../nbs/08_parallel.ipynb #1963563d
 if __name__ == '__main__' and sys.argv and Path(sys.argv[0]).name == 'parallel.py':
     import fastif_nb.parallel as _p  # run the module's own copy, so spawned workers find its functions by import
     _p.main()
