@@ -6,14 +6,14 @@
 __all__ = ['COMMANDS', 'parser', 'cache_dir', 'load_model', 'train_data', 'solver', 'pipeline', 'eval_split', 'cmd_explain',
            'cmd_train', 'tokenize_split', 'cmd_index', 'cmd_demo', 'main']
 
-# %% ../nbs/09_cli.ipynb #bfa4503c
+# %% ../nbs/09_cli.ipynb #2171bc4c
 import argparse, json, os, sys, time
 from pathlib import Path
 import torch
 from .task import InfluenceInputError
 from .lissa import LiSSA
 
-# %% ../nbs/09_cli.ipynb #2d279c1b
+# %% ../nbs/09_cli.ipynb #79d6657b
 def _common(p:argparse.ArgumentParser):
     "Options shared by every sub-command: which model, which data, where to cache."
     g = p.add_argument_group('model and data')
@@ -22,7 +22,8 @@ def _common(p:argparse.ArgumentParser):
     g.add_argument('--num-labels', type=int, choices=(2, 3), default=2,
                    help='3 = MNLI entailment/neutral/contradiction; 2 = entailment/non-entailment, as used with HANS (default)')
     g.add_argument('--n-train', type=int, default=None, metavar='N', help='use the first N of the 8,999 bundled MNLI training pairs')
-    g.add_argument('--n-frozen-layers', type=int, default=3, metavar='L', help='embeddings + L encoder layers are frozen (default 3 of 6)')
+    g.add_argument('--n-frozen-layers', type=int, default=None, metavar='L',
+                   help="embeddings + L encoder layers are frozen (default: the fine-tuning recipe's, 5 of MiniLM's 6)")
     g.add_argument('--cache-dir', default=None, metavar='DIR', help='model/index cache (default $FASTIF_CACHE or ~/.cache/fastif_nb)')
     g.add_argument('--seed', type=int, default=0)
 
@@ -38,7 +39,7 @@ def _solver_args(p:argparse.ArgumentParser):
     g.add_argument('--workers', type=int, default=1, metavar='W', help='parallel workers (torch.distributed; default 1)')
     g.add_argument('--json', action='store_true', help='print the result as JSON instead of a report')
 
-# %% ../nbs/09_cli.ipynb #f79a6d56
+# %% ../nbs/09_cli.ipynb #113d1ce9
 def parser()->argparse.ArgumentParser:
     "The `fastif` argument parser."
     p = argparse.ArgumentParser(prog='fastif', description=(
@@ -61,7 +62,7 @@ def parser()->argparse.ArgumentParser:
     e.add_argument('--indices', default='0', help='comma-separated row numbers of --split (default 0)')
     return p
 
-# %% ../nbs/09_cli.ipynb #15dc5094
+# %% ../nbs/09_cli.ipynb #8093737f
 def cache_dir(args)->Path:
     "The cache folder: --cache-dir, else $FASTIF_CACHE, else ~/.cache/fastif_nb."
     d = Path(args.cache_dir or os.environ.get('FASTIF_CACHE') or Path.home() / '.cache' / 'fastif_nb')
@@ -70,13 +71,16 @@ def cache_dir(args)->Path:
 
 def load_model(args):
     "The classifier and tokenizer: a saved folder (--model) or the cached fine-tuned MiniLM."
+    if args.n_frozen_layers is None:
+        from fastif_nb.model import DEFAULT_FROZEN
+        args.n_frozen_layers = DEFAULT_FROZEN
     if args.model:
         from fastif_nb.model import load_classifier
         if not Path(args.model).exists(): raise InfluenceInputError(
             f"--model {args.model}: no such folder. Pass a folder written by `fastif train` or `model.save_pretrained`, "
             "or leave --model out to use the offline MiniLM.")
         return load_classifier(args.model, num_labels=args.num_labels)
-    from fastif_nb.model import train_or_load
+    from fastif_nb.finetune import train_or_load
     out = train_or_load(cache_dir=cache_dir(args), num_labels=args.num_labels, n_train=args.n_train,
                         n_frozen_layers=args.n_frozen_layers, seed=args.seed)
     return out[0], out[1]
@@ -95,11 +99,14 @@ def pipeline(args, model=None, tok=None):
     "A `FastIF` over the training data with an index cached (and fingerprint-checked) in the cache dir."
     from fastif_nb.fastif import FastIF
     if model is None: model, tok = load_model(args)
+    elif args.n_frozen_layers is None:
+        from fastif_nb.model import DEFAULT_FROZEN
+        args.n_frozen_layers = DEFAULT_FROZEN
     name = f"index_{'custom' if args.model else 'minilm'}_{args.num_labels}l_{args.n_train or 'all'}.faiss"
     return FastIF(model, tok, train_data(args), n_frozen_layers=args.n_frozen_layers, solver=solver(args) if hasattr(args, 'depth') else None,
                   pooling=getattr(args, 'pooling', 'cls'), index_path=str(cache_dir(args) / name))
 
-# %% ../nbs/09_cli.ipynb #8c183dc2
+# %% ../nbs/09_cli.ipynb #c2c406af
 def eval_split(name:str, num_labels:int):
     "A bundled evaluation split by its CLI name."
     from fastif_nb.data import load_mnli, load_hans, load_anli
@@ -111,11 +118,8 @@ def eval_split(name:str, num_labels:int):
 
 def _explain(fif, args, examples):
     "Run `explain` serially or on --workers processes."
-    k = None if args.k == 0 else args.k
-    if args.workers > 1:
-        from fastif_nb.parallel import explain_parallel
-        return explain_parallel(fif, examples, k=k, world_size=args.workers)
-    return fif.explain(examples, k=k)
+    if args.workers < 1: raise InfluenceInputError(f"--workers must be >= 1; got {args.workers}.")
+    return fif.explain(examples, k=None if args.k == 0 else args.k, workers=args.workers)
 
 def _report(ex, args):
     "Print an explanation as a report or as JSON."
@@ -136,12 +140,12 @@ def cmd_explain(args):
     else: examples = [(args.premise, args.hypothesis, args.label)]
     _report(_explain(fif, args, examples), args)
 
-# %% ../nbs/09_cli.ipynb #c44e051e
+# %% ../nbs/09_cli.ipynb #f9a66708
 def cmd_train(args):
     "fastif train"
     t = time.perf_counter()
     model, tok = load_model(args)
-    from fastif_nb.model import evaluate
+    from fastif_nb.finetune import evaluate
     acc = evaluate(model, tokenize_split('dev_matched', tok, args.num_labels))[0]
     print(f"model ready in {time.perf_counter() - t:.0f} s; dev-matched accuracy ({args.num_labels} labels): {acc:.3f}")
 
@@ -157,7 +161,7 @@ def cmd_index(args):
     print(f"index ready: {fif.index.n:,} training examples, {fif.index.d}-d features ({args.pooling}), "
           f"{fif.index.kind} index, {time.perf_counter() - t:.0f} s (cached in {cache_dir(args)})")
 
-# %% ../nbs/09_cli.ipynb #47e0ffe9
+# %% ../nbs/09_cli.ipynb #521a56fc
 def _wrong(fif, ds, n:int, seed:int=0)->list:
     "Indices of up to n rows of `ds` the model gets wrong (in a seeded random order)."
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -185,7 +189,7 @@ def cmd_demo(args):
           f"LiSSA J={args.depth} B={args.batch_size} T={args.repeats}:\n")
     _report(_explain(fif, args, ex), args)
 
-# %% ../nbs/09_cli.ipynb #d70e17c8
+# %% ../nbs/09_cli.ipynb #06d1c227
 COMMANDS = dict(demo=cmd_demo, train=cmd_train, index=cmd_index, explain=cmd_explain)
 
 def main(argv=None):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
-# %% ../nbs/07_fastif.ipynb #cdd19543
+# %% ../nbs/07_fastif.ipynb #ce244218
 import time
 import torch
 import pandas as pd
@@ -18,17 +18,17 @@ from .text import tokenize
 from .model import split_at, cache_prefix
 from .knn import FeatureIndex, extract_features, fingerprint
 
-# %% ../nbs/07_fastif.ipynb #ecac02ce
+# %% ../nbs/07_fastif.ipynb #0c5bf88f
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "FastIF's fast s_test configuration: batch size 1, medium depth, few repetitions."
     return LiSSA(depth=depth, batch_size=1, repeats=repeats, damping=damping, scale='auto', seed=seed)
 
-# %% ../nbs/07_fastif.ipynb #75fa7535
+# %% ../nbs/07_fastif.ipynb #1f9f0057
 class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
                  train:TextPairDataset,          # training texts and labels
-                 n_frozen_layers:int=3,          # embeddings + this many layers are frozen (cached once)
+                 n_frozen_layers:int=5,          # embeddings + this many layers are frozen (cached once; the fine-tuning default)
                  weight_decay:float=0.005,       # the training objective's weight decay (enters the Hessian)
                  solver=None,                    # inverse-HVP solver (default: `fast_lissa()`)
                  pooling:str='cls',              # feature for the kNN: 'cls', 'mean' or 'pooler'
@@ -55,7 +55,7 @@ class FastIF:
     def __repr__(self): return (f"FastIF({len(self.train):,} training examples, {self.task.n_params:,} influence parameters "
                                 f"above {self.n_frozen_layers} frozen layers, {self.solver})")
 
-# %% ../nbs/07_fastif.ipynb #b593a6e2
+# %% ../nbs/07_fastif.ipynb #c870a209
 @patch
 def _as_dataset(self:FastIF, examples)->TextPairDataset:
     "Test examples as a `TextPairDataset` with the training label names (label -1 where none was given)."
@@ -77,7 +77,7 @@ def predict(self:FastIF, examples)->torch.Tensor:
         b = tok.collate([tok[i] for i in range(len(tok))])
         return self.model(**{k: v for k, v in b.items() if k != 'labels'}).logits.softmax(-1)
 
-# %% ../nbs/07_fastif.ipynb #0498131a
+# %% ../nbs/07_fastif.ipynb #d5538905
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
@@ -86,12 +86,13 @@ class Explanation(InfluenceResult):
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = train.source.source.label_names if hasattr(train, 'source') else None
 
-# %% ../nbs/07_fastif.ipynb #e71c7850
+# %% ../nbs/07_fastif.ipynb #609faeaf
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
             solver=None,              # override the inverse-HVP solver for this call
             method:str='auto',        # candidate scoring method (see `score_candidates`)
+            workers:int=1,            # >1: LiSSA repetitions and scoring on this many processes (`run_parallel`)
            )->Explanation:
     "Influence of the k nearest training examples on each test example's loss."
     t0 = time.perf_counter()
@@ -106,12 +107,33 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     if k is not None:
         q = extract_features(self.model, test_tok, test_tok.collate, self.pooling, self.batch_size, progress=False)
         cand = torch.as_tensor(self.index.search(q, k)[1]).reshape(len(test), -1)
-    scores = compute_influences(self.task, self.train_cached, test_cached, solver or self.solver, cand,
-                                batch_size=self.batch_size, method=method, progress=self.progress)
+    if workers > 1: scores = self._parallel(test_cached, solver or self.solver, cand, workers, method)
+    else: scores = compute_influences(self.task, self.train_cached, test_cached, solver or self.solver, cand,
+                                      batch_size=self.batch_size, method=method, progress=self.progress)
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
-# %% ../nbs/07_fastif.ipynb #a967d043
+# %% ../nbs/07_fastif.ipynb #d5e468b9
+def _parallel_worker(config, state:dict, n_frozen_layers:int, weight_decay:float, train, test, solver, cand, **kw):
+    "On each worker: rebuild the top of the model and run `parallel_influences`."
+    from transformers import AutoModelForSequenceClassification
+    from fastif_nb.parallel import parallel_influences
+    model = AutoModelForSequenceClassification.from_config(config, attn_implementation='eager').eval()
+    model.load_state_dict(state)
+    task = ClassificationTask(split_at(model, n_frozen_layers)[1], weight_decay=weight_decay, collate_fn=train.collate)
+    return parallel_influences(task, train, test, solver, cand, **kw)
+
+@patch
+def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
+    "Influences of the cached test points on `workers` processes."
+    from fastif_nb.parallel import run_parallel
+    from fastif_nb.model import CachedDataset
+    strip = lambda c: CachedDataset(c.hidden_states, c.labels, c.n_frozen_layers)  # no source texts to pickle
+    return run_parallel(_parallel_worker, workers, args=(self.model.config, self.model.state_dict(), self.n_frozen_layers,
+                        self.task.weight_decay, strip(self.train_cached), strip(test_cached), solver, cand),
+                        batch_size=self.batch_size, method=method, progress=False)
+
+# %% ../nbs/07_fastif.ipynb #4bfc21f6
 @patch
 def to_dict(self:Explanation, top:int=5)->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."

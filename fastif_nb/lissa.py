@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['LiSSADivergedError', 'LiSSA']
 
-# %% ../nbs/02a_lissa.ipynb #f501f916
-import math
+# %% ../nbs/02a_lissa.ipynb #f59e8de7
+import math, warnings
 import torch
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
@@ -14,7 +14,7 @@ from .task import ClassificationTask, InfluenceInputError
 from .hvp import hvp, top_eigenvalue
 from .solvers import Solver
 
-# %% ../nbs/02a_lissa.ipynb #5cfa17bb
+# %% ../nbs/02a_lissa.ipynb #2ca785da
 class LiSSADivergedError(InfluenceInputError):
     "LiSSA's recursion diverged; the message says whether to raise `scale` or `damping`."
 
@@ -28,7 +28,7 @@ def _check_lissa(h, vn, j, growth, scale, damping, top):
         f"damping={damping:.4g}).{hint} Increase `scale` (it must exceed half the largest batch-Hessian eigenvalue + damping; "
         "scale='auto' estimates it) or, if the model has negative curvature, increase `damping`.")
 
-# %% ../nbs/02a_lissa.ipynb #f02f160a
+# %% ../nbs/02a_lissa.ipynb #016a0c12
 def _stream(seed:int, t:int)->torch.Generator:
     "The random generator of repetition `t` under `seed`."
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(t))
@@ -43,14 +43,16 @@ class LiSSA(Solver):
                  seed:int=0,              # seed of the sample streams
                  growth:float=10.0,       # divergence threshold factor (see above)
                  hvp_method:str='double-backward', # see `hvp`
-                 scale_batches:int=5,     # batches probed by the automatic scale
-                 scale_margin:float=1.0): # automatic scale = margin·(max top eigenvalue + damping)
+                 scale_batches:int=10,    # batches probed by the automatic scale
+                 scale_margin:float=2.0,  # automatic scale = margin·(max top eigenvalue + damping)
+                 max_rescale:int=3):      # with scale='auto': on divergence, retry with 4× the scale this many times
         if depth < 1 or batch_size < 1 or repeats < 1: raise InfluenceInputError(
             f"depth, batch_size and repeats must be >= 1; got {depth}, {batch_size}, {repeats}.")
         self.depth, self.batch_size, self.repeats, self.damping, self.scale, self.seed = depth, batch_size, repeats, damping, scale, seed
         self.growth, self.hvp_method, self.scale_batches, self.scale_margin = growth, hvp_method, scale_batches, scale_margin
+        self.max_rescale = max_rescale
 
-# %% ../nbs/02a_lissa.ipynb #81d355a1
+# %% ../nbs/02a_lissa.ipynb #b9f22a8e
 from fastcore.basics import patch
 
 @patch
@@ -71,7 +73,7 @@ def resolve_scale(self:LiSSA, task:ClassificationTask, train)->float:
     if not self.scale_ > 0: raise InfluenceInputError("The estimated Hessian scale is 0: is the loss constant in these parameters?")
     return self.scale_
 
-# %% ../nbs/02a_lissa.ipynb #ccb7e3b6
+# %% ../nbs/02a_lissa.ipynb #50573294
 @patch
 def run_repeats(self:LiSSA, task:ClassificationTask, # the task
                 train,                 # training dataset
@@ -97,11 +99,21 @@ def run_repeats(self:LiSSA, task:ClassificationTask, # the task
     return total
 
 @patch
+def with_rescale(self:LiSSA, run):
+    "Call `run()`; if it diverges under scale='auto', grow `scale_` 4× and retry (at most `max_rescale` times)."
+    for attempt in range(self.max_rescale + 1):
+        try: return run()
+        except LiSSADivergedError:
+            if self.scale != 'auto' or attempt == self.max_rescale: raise
+            self.scale_ *= 4
+            warnings.warn(f"LiSSA diverged with the estimated scale; retrying with scale={self.scale_:.4g}")
+
+@patch
 def _solve(self:LiSSA, task, train, V, progress):
     self.resolve_scale(task, train)
-    return self.run_repeats(task, train, V, range(self.repeats), progress) / self.repeats
+    return self.with_rescale(lambda: self.run_repeats(task, train, V, range(self.repeats), progress)) / self.repeats
 
-# %% ../nbs/02a_lissa.ipynb #cd05cbe4
+# %% ../nbs/02a_lissa.ipynb #6c959d0f
 @patch
 def plot_trace(self:LiSSA, ax=None, reference:torch.Tensor=None):
     "Plot ‖h_j‖/s per step for every repetition (and the norm of a reference solution, if given)."

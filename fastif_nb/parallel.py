@@ -7,23 +7,24 @@ __all__ = ['WorkerError', 'PeerError', 'free_port', 'default_backend', 'rank_dev
            'shard_range', 'parallel_solve', 'parallel_influences', 'demo_problem', 'demo_cached_problem',
            'run_parallel', 'influence_worker', 'explain_parallel', 'main']
 
-# %% ../nbs/08_parallel.ipynb #d49d805d
-import argparse, importlib, io, json, os, pickle, socket, sys, time, traceback
+# %% ../nbs/08_parallel.ipynb #fb0af9de
+import argparse, importlib, io, json, os, pickle, signal, socket, sys, threading, time, traceback, warnings
 from datetime import timedelta
 from multiprocessing.connection import wait
+from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from pathlib import Path
 from fastcore.imports import in_ipython
+from tqdm import tqdm
 from .task import ClassificationTask, InfluenceInputError
 from .hvp import _as_matrix
 from .solvers import Solver, Exact, CG
-from .lissa import LiSSA
+from .lissa import LiSSA, LiSSADivergedError
 from .influence import _check_data, _candidates, test_gradients, score_candidates, compute_influences
 
-# %% ../nbs/08_parallel.ipynb #058f5012
+# %% ../nbs/08_parallel.ipynb #f5a1b15a
 class WorkerError(RuntimeError):
     "A parallel worker died, hung, failed in a way that cannot be re-raised, or disagreed with its peers."
 
@@ -39,7 +40,7 @@ def default_backend(local_world:int=1)->str:
     "'nccl' when there is a GPU for each local rank, else 'gloo'."
     return 'nccl' if torch.cuda.is_available() and torch.cuda.device_count() >= local_world else 'gloo'
 
-# %% ../nbs/08_parallel.ipynb #bb28381f
+# %% ../nbs/08_parallel.ipynb #82c6e924
 def rank_device()->torch.device:
     "This rank's device: cuda:LOCAL_RANK under the nccl backend, else the CPU."
     if dist.is_initialized() and dist.get_backend() == 'nccl': return torch.device('cuda', torch.cuda.current_device())
@@ -59,7 +60,7 @@ def init_from_env(backend:str=None,       # 'gloo', 'nccl' or None (nccl if ever
         dist.init_process_group(backend, init_method='env://', timeout=timedelta(seconds=timeout))
     return rank_device()
 
-# %% ../nbs/08_parallel.ipynb #e74305ee
+# %% ../nbs/08_parallel.ipynb #959eb202
 def _to(x, device):
     "`x` (a tensor or nested tuple/list/dict of them) moved to `device`."
     if isinstance(x, torch.Tensor): return x.to(device)
@@ -80,14 +81,14 @@ def to_device(task:ClassificationTask, device)->ClassificationTask:
     task.collate_fn = OnDevice(base, device)
     return task
 
-# %% ../nbs/08_parallel.ipynb #427ced03
+# %% ../nbs/08_parallel.ipynb #ff5a2e30
 def shard_range(n:int, rank:int, world:int)->tuple:
     "The [start, stop) slice of `n` items owned by `rank` of `world` (sizes differ by at most one)."
     q, r = divmod(n, world)
     start = rank * q + min(rank, r)
     return start, start + q + (rank < r)
 
-# %% ../nbs/08_parallel.ipynb #a53c0fe2
+# %% ../nbs/08_parallel.ipynb #b549322c
 def _comm(t:torch.Tensor)->torch.Tensor:
     "`t` on the device the backend's collectives need."
     return t.to(rank_device()) if dist.get_backend() == 'nccl' else t.cpu()
@@ -109,7 +110,7 @@ def _fingerprint(task:ClassificationTask, V)->list:
     fp = [th.sum().item(), th.abs().sum().item()]
     return fp + ([V.double().sum().item(), V.double().abs().sum().item()] if V is not None else [0., 0.])
 
-# %% ../nbs/08_parallel.ipynb #672c0218
+# %% ../nbs/08_parallel.ipynb #e7404e3c
 def _sync_sum(part:torch.Tensor, err, fp:list, what:str)->torch.Tensor:
     "All-reduce (sum) `part` with every rank's error flag and fingerprint: the single synchronisation point."
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -137,7 +138,7 @@ def _gather_rows(D, n:int, m:int, like:torch.Tensor, err, what:str)->torch.Tenso
     _raise_failed(torch.stack([o[-1, 0] for o in out]).cpu(), err, what)
     return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(like.device)
 
-# %% ../nbs/08_parallel.ipynb #cc053cb7
+# %% ../nbs/08_parallel.ipynb #c6e07972
 def _shared_scale(solver:LiSSA, task:ClassificationTask, train):
     "Resolve the LiSSA scale identically on every rank (rank 0 estimates, then broadcasts)."
     if solver.scale != 'auto': return solver.resolve_scale(task, train)
@@ -157,23 +158,35 @@ def _solve_part(task, train, M, solver, rank, world, progress):
         return solver.run_repeats(task, train, M, mine, progress) if len(mine) else torch.zeros_like(M)
     return solver.solve(task, train, M, progress) if rank == 0 else torch.zeros_like(M)
 
-# %% ../nbs/08_parallel.ipynb #355cfa5f
+# %% ../nbs/08_parallel.ipynb #b2adcfb2
+def _diverged_anywhere(solver, err)->bool:
+    "On every rank: did LiSSA diverge on some rank under an automatic scale (so all ranks should retry)?"
+    if not (isinstance(solver, LiSSA) and solver.scale == 'auto'): return False
+    flag = _comm(torch.tensor([float(isinstance(err, LiSSADivergedError))], dtype=torch.float64))
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+# %% ../nbs/08_parallel.ipynb #3ac4a94b
 def _parallel_solve(task, train, get_V, m:int, solver:Solver, progress:bool):
-    "(S = (H+λI)⁻¹V on every rank, V); `get_V()` computes V [p, m] (failures are flagged, not left hanging)."
+    "S = (H+λI)⁻¹V on every rank; `get_V()` computes V [p, m] (its failures are flagged, not left hanging)."
     if not isinstance(solver, Solver): raise InfluenceInputError(f"`solver` must be a Solver (Exact, CG, LiSSA); got {type(solver).__name__}.")
     if len(train) == 0: raise InfluenceInputError("The training dataset is empty: influence needs training examples.")
     rank, world = dist.get_rank(), dist.get_world_size()
     if isinstance(solver, LiSSA): _shared_scale(solver, task, train)
-    V, err = _attempt(get_V)
-    part = None
-    if err is None:
+    V, v_err = _attempt(get_V)
+    if v_err is None:
         V = _as_matrix(V, task.n_params)[0]
-        if not torch.isfinite(V).all(): err = InfluenceInputError("The right-hand side has NaN/inf entries: check the test gradients.")
-        else: part, err = _attempt(_solve_part, task, train, V, solver, rank, world, progress)
-    theta = task.flat_params()
-    if part is None: part = torch.zeros(task.n_params, m, dtype=theta.dtype, device=theta.device)
+        if not torch.isfinite(V).all(): v_err = InfluenceInputError("The right-hand side has NaN/inf entries: check the test gradients.")
+    for attempt in range(getattr(solver, 'max_rescale', 0) + 1):
+        part, err = (None, v_err) if v_err is not None else _attempt(_solve_part, task, train, V, solver, rank, world, progress)
+        if attempt < getattr(solver, 'max_rescale', 0) and _diverged_anywhere(solver, err):
+            solver.scale_ *= 4  # every rank does the same, as LiSSA.with_rescale does serially
+            if rank == 0: warnings.warn(f"LiSSA diverged with the estimated scale; retrying with scale={solver.scale_:.4g}")
+            continue
+        break
+    if part is None: part = task.flat_params().new_zeros(task.n_params, m)
     S = _sync_sum(part, err, _fingerprint(task, V if err is None else None), "the s_test solve")
-    return (S / solver.repeats if isinstance(solver, LiSSA) else S), V
+    return S / solver.repeats if isinstance(solver, LiSSA) else S
 
 def parallel_solve(task:ClassificationTask, # the task (the same on every rank)
                    train,                   # training dataset defining H
@@ -183,10 +196,10 @@ def parallel_solve(task:ClassificationTask, # the task (the same on every rank)
                   )->torch.Tensor:          # (H+λI)⁻¹V on every rank, same shape as V
     "`solver.solve(task, train, V)` inside a process group: LiSSA repetitions split over the ranks, one all-reduce."
     M, single = _as_matrix(V, task.n_params)
-    S, _ = _parallel_solve(task, train, lambda: M, M.shape[1], solver, progress and dist.get_rank() == 0)
+    S = _parallel_solve(task, train, lambda: M, M.shape[1], solver, progress and dist.get_rank() == 0)
     return S[:, 0] if single else S
 
-# %% ../nbs/08_parallel.ipynb #a420564a
+# %% ../nbs/08_parallel.ipynb #7f505bd2
 def _score_shard(task, train, S, cand, batch_size, method, progress):
     "Scores [k_shard, m] of this rank's candidates (an empty block for an empty shard)."
     if len(cand) == 0: return S.new_zeros(0, S.shape[1])
@@ -210,17 +223,17 @@ def parallel_influences(task:ClassificationTask, # model + parameters + objectiv
     _check_data(task, train, 'training')
     uniq, pos = _candidates(candidates, len(train), len(test))
     m = len(test)
-    S, _ = _parallel_solve(task, train, lambda: test_gradients(task, test).T, m, solver, progress)
+    S = _parallel_solve(task, train, lambda: test_gradients(task, test).T, m, solver, progress)
     lo, hi = shard_range(len(uniq), rank, world)
     D, err = _attempt(_score_shard, task, train, S, uniq[lo:hi], batch_size, method, progress)
     D = _gather_rows(D, len(uniq), m, S, err, "candidate scoring")
     I = -D.T
     return I if pos is None else torch.gather(I, 1, pos.to(I.device))
 
-# %% ../nbs/08_parallel.ipynb #394f650d
+# %% ../nbs/08_parallel.ipynb #bf091af6
 def demo_problem(solver:str='exact',   # 'exact', 'cg' or 'lissa'
                  repeats:int=4,        # LiSSA's T
-                 depth:int=200,        # LiSSA's J
+                 depth:int=100,        # LiSSA's J
                  scale='auto',         # LiSSA's scale
                  hidden:int=8,         # hidden units of the MLP (0: logistic regression, convex)
                  n_train:int=60,       # training examples
@@ -228,19 +241,21 @@ def demo_problem(solver:str='exact',   # 'exact', 'cg' or 'lissa'
                  candidates=None,      # passed to the influence call
                  batch_size:int=64,    # candidates per scoring pass
                  seed:int=0,           # seeds data, model and LiSSA's streams
+                 scale_margin:float=2.0, # LiSSA's automatic-scale margin (tiny values force divergence and rescaling)
                 )->tuple:              # (task, train, test, solver, influence kwargs)
     "A small float64 classification problem: the picklable builder used by examples, tests and smoke runs."
     torch.manual_seed(seed)
     mlp = (nn.Sequential(nn.Linear(5, hidden), nn.Tanh(), nn.Linear(hidden, 3)) if hidden else nn.Linear(5, 3)).double().eval()
     X, Y = torch.randn(n_train + n_test, 5, dtype=torch.float64), torch.randint(0, 3, (n_train + n_test,))
     train, test = (torch.utils.data.TensorDataset(X[:n_train], Y[:n_train]), torch.utils.data.TensorDataset(X[n_train:], Y[n_train:]))
+    # damping 0.5 exceeds the most negative Hessian eigenvalue of the MLP (about -0.3), so CG applies and LiSSA converges
     solvers = dict(exact=lambda: Exact(damping=0.5), cg=lambda: CG(damping=0.5, tol=1e-12, maxiter=200),
-                   lissa=lambda: LiSSA(depth=depth, batch_size=4, repeats=repeats, damping=0.5, scale=scale, seed=seed))
+                   lissa=lambda: LiSSA(depth=depth, batch_size=4, repeats=repeats, damping=0.5, scale=scale, seed=seed, scale_margin=scale_margin))
     if solver not in solvers: raise InfluenceInputError(f"Unknown demo solver {solver!r}; use one of {list(solvers)}.")
     kw = dict(candidates=candidates, batch_size=batch_size, progress=False)
     return ClassificationTask(mlp, weight_decay=0.01), train, test, solvers[solver](), kw
 
-# %% ../nbs/08_parallel.ipynb #3b7bc308
+# %% ../nbs/08_parallel.ipynb #1de87a4c
 def demo_cached_problem(repeats:int=3,        # LiSSA's T
                         depth:int=30,         # LiSSA's J
                         n_frozen_layers:int=3, # layers cached by `cache_prefix` (of 4)
@@ -265,7 +280,7 @@ def demo_cached_problem(repeats:int=3,        # LiSSA's T
     solver = LiSSA(depth=depth, batch_size=4, repeats=repeats, damping=0.1, scale=10., seed=seed)
     return task, train, test, solver, dict(candidates=candidates, progress=False)
 
-# %% ../nbs/08_parallel.ipynb #e3b47329
+# %% ../nbs/08_parallel.ipynb #79acf742
 class _RemoteTraceback(Exception):
     "The traceback text of an exception raised in a worker (attached as `__cause__`)."
     def __init__(self, tb:str): self.tb = tb
@@ -282,12 +297,13 @@ def _dumps(obj)->bytes:
     "`obj` serialised with torch.save (tensors included)."
     buf = io.BytesIO(); torch.save(obj, buf); return buf.getvalue()
 
-# %% ../nbs/08_parallel.ipynb #2fd40d8a
+# %% ../nbs/08_parallel.ipynb #d8623011
 def _worker(rank:int, world:int, port:int, backend:str, timeout:float, payload:bytes, conn):
     "Entry point of a spawned worker: join the group, run the function, send exactly one report to the parent."
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     if 'OMP_NUM_THREADS' not in os.environ: torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    tqdm.set_lock(threading.RLock())  # bars only on rank 0: no cross-process lock (nor its leaked semaphore) needed
     try:
         fn, args, kwargs = pickle.loads(payload)
         init_from_env(backend, timeout)
@@ -300,20 +316,21 @@ def _worker(rank:int, world:int, port:int, backend:str, timeout:float, payload:b
             try: dist.destroy_process_group()
             except Exception: pass
 
-# %% ../nbs/08_parallel.ipynb #4687e79a
+# %% ../nbs/08_parallel.ipynb #470a6256
 def _payload(fn, args, kwargs)->bytes:
     "Pickled (fn, args, kwargs) for the workers, with an actionable error if they cannot be sent."
     main = sys.modules.get('__main__')
-    if getattr(fn, '__module__', None) == '__main__' and (in_ipython() or not hasattr(main, '__file__')): raise InfluenceInputError(
-        f"{getattr(fn, '__name__', fn)!r} is defined in a notebook/interactive session; spawned workers start a fresh Python and "
-        "can only import functions from modules. Move it into a .py module (e.g. your package), or use fastif_nb.parallel's "
-        "influence_worker with a builder function that lives in a module.")
+    for f in [fn, *args, *kwargs.values()]:
+        if callable(f) and getattr(f, '__module__', None) == '__main__' and (in_ipython() or not hasattr(main, '__file__')):
+            raise InfluenceInputError(
+                f"{getattr(f, '__name__', f)!r} is defined in a notebook/interactive session; spawned workers start a fresh "
+                "Python and can only import functions from modules. Move it into a .py module (e.g. your package).")
     try: return pickle.dumps((fn, tuple(args), dict(kwargs)))
     except Exception as e: raise InfluenceInputError(
         f"Cannot send the function or its arguments to worker processes ({type(e).__name__}: {e}). Pass a module-level "
         "function (no lambdas or local functions) and picklable arguments.") from e
 
-# %% ../nbs/08_parallel.ipynb #b26fdec3
+# %% ../nbs/08_parallel.ipynb #430544d4
 def _collect(procs, conns, timeout:float, grace:float=5.):
     "Wait for one report per worker; returns {rank: report} plus deaths and still-running ranks."
     deadline = time.monotonic() + timeout; stop_at = deadline
@@ -331,11 +348,12 @@ def _collect(procs, conns, timeout:float, grace:float=5.):
             stop_at = min(deadline, time.monotonic() + grace)
     return reports, deaths, sorted(pending)
 
-# %% ../nbs/08_parallel.ipynb #441a5fa0
+# %% ../nbs/08_parallel.ipynb #1701c155
 def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
     "Raise the root cause of a failed run: the earliest real worker error, a death, or a hang."
     errs = sorted(((d['peer'], d['time'], r, d) for r, (k, d) in reports.items() if k == 'err'), key=lambda x: x[:2])
-    died = ', '.join(f"rank {r} (exit code {c})" for r, (c, _) in sorted(deaths.items()))
+    died = ', '.join(f"rank {r} ({f'killed by {signal.Signals(-c).name}' if c is not None and c < 0 else f'exit code {c}'})"
+                     for r, (c, _) in sorted(deaths.items()))
     if errs and (not deaths or errs[0][1] < min(t for _, t in deaths.values()) - 0.5):
         _, _, r, d = errs[0]
         exc = pickle.loads(d['exc']) if d['exc'] is not None else None
@@ -348,7 +366,7 @@ def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
     raise WorkerError(f"Workers did not finish within timeout={timeout}s: rank(s) {running} still running (a hang, e.g. a rank "
                       "waiting in a collective for a peer that never comes, or a job slower than the timeout); all were killed.")
 
-# %% ../nbs/08_parallel.ipynb #423ac8a5
+# %% ../nbs/08_parallel.ipynb #80b48ea7
 def run_parallel(fn,                    # importable function run on every rank as fn(*args, **kwargs)
                  world_size:int=2,      # number of worker processes (W)
                  backend:str=None,      # 'gloo', 'nccl' or None (nccl if there are W GPUs)
@@ -377,7 +395,7 @@ def run_parallel(fn,                    # importable function run on every rank 
             if p.pid is not None: p.join(10)
         for c, _ in pipes: c.close()
 
-# %% ../nbs/08_parallel.ipynb #d0237e19
+# %% ../nbs/08_parallel.ipynb #7771a45c
 def _builder(builder):
     "The builder function, importing it when given as 'package.module:function'."
     if not isinstance(builder, str): return builder
@@ -403,7 +421,7 @@ def influence_worker(builder,               # importable function or 'module:fun
     kw = {'progress': progress, **kw}
     return parallel_influences(task, train, test, solver, **kw).cpu()
 
-# %% ../nbs/08_parallel.ipynb #059c9c54
+# %% ../nbs/08_parallel.ipynb #161340ca
 def _under_torchrun()->bool: return all(k in os.environ for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'))
 
 def explain_parallel(builder,               # importable function or 'module:function' string (see above)
@@ -419,9 +437,10 @@ def explain_parallel(builder,               # importable function or 'module:fun
         init_from_env(backend, timeout)
         try: return influence_worker(builder, builder_kwargs, progress)
         finally: dist.destroy_process_group()
+    _builder(builder)  # a bad 'module:function' string fails here, before any process starts
     return run_parallel(influence_worker, workers, backend, timeout, builder=builder, builder_kwargs=builder_kwargs, progress=progress)
 
-# %% ../nbs/08_parallel.ipynb #25efb1a4
+# %% ../nbs/08_parallel.ipynb #2fd0ffdd
 def main(argv=None)->torch.Tensor:
     "Command line: parallel influences of a built problem, saved with torch.save."
     p = argparse.ArgumentParser(prog='python -m fastif_nb.parallel', description=
@@ -441,7 +460,7 @@ def main(argv=None)->torch.Tensor:
         print(f"influences: {tuple(I.shape)} (test points x candidates)" + (f" -> {a.out}" if a.out else ''))
     return I
 
-# %% ../nbs/08_parallel.ipynb #367e474b
+# %% ../nbs/08_parallel.ipynb #a572b6bb
 def _misbehave(mode:str='raise', # 'raise', 'exit', 'hang' or 'none'
                rank:int=1,       # the rank that misbehaves
               )->int:
@@ -462,7 +481,7 @@ def _rank_poisoned(mode:str='nan', rank:int=1, **kw)->tuple:
             with torch.no_grad(): next(task.model.parameters()).add_(0.01)
     return task, train, test, solver, ikw
 
-# %% ../nbs/08_parallel.ipynb #1963563d
+# %% ../nbs/08_parallel.ipynb #24e72db6
 if __name__ == '__main__' and sys.argv and Path(sys.argv[0]).name == 'parallel.py':
     import fastif_nb.parallel as _p  # run the module's own copy, so spawned workers find its functions by import
     _p.main()

@@ -1,0 +1,152 @@
+"""fastif_nb.parallel on 2-3 gloo CPU processes: serial == parallel (Exact, CG, LiSSA with even/uneven T, candidate
+sharding, per-test candidates, cached-prefix BERT), failures (raise / die / hang / one bad rank) and the CLI/torchrun."""
+import os, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from fastif_nb.influence import compute_influences
+from fastif_nb.task import InfluenceInputError
+from fastif_nb.parallel import (WorkerError, run_parallel, explain_parallel, parallel_influences, init_from_env, shard_range,
+                                demo_problem, demo_cached_problem, _misbehave, _rank_poisoned)
+
+PER_TEST = torch.stack([torch.randperm(60, generator=torch.Generator().manual_seed(j))[:7] for j in range(4)])
+CASES = {
+    'exact': dict(solver='exact'),
+    'cg': dict(solver='cg'),
+    'lissa_T4_W2': dict(solver='lissa', repeats=4),
+    'lissa_T3_W2_uneven': dict(solver='lissa', repeats=3),
+    'lissa_fixed_scale': dict(solver='lissa', repeats=3, scale=5.),
+    'lissa_shared_odd_candidates': dict(solver='lissa', repeats=3, candidates=[3, 1, 4, 1, 5]),  # shards of 3 and 2
+    'exact_per_test_candidates': dict(solver='exact', candidates=PER_TEST),
+    'lissa_per_test_candidates': dict(solver='lissa', repeats=3, candidates=PER_TEST),
+    'exact_one_candidate': dict(solver='exact', candidates=[7]),  # fewer candidates than ranks: an empty shard
+    'lissa_auto_rescaled': dict(solver='lissa', repeats=3, scale_margin=0.02),  # diverges, all ranks retry with 4x scale
+}
+TOL = 1e-10  # float64; serial and parallel differ only by the order of the repetition sum
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    "Serial references in this process: one thread (the workers use cpu_count // W) so a busy machine stays fast."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def serial(builder=demo_problem, **kw):
+    task, train, test, solver, ikw = builder(**kw)
+    return compute_influences(task, train, test, solver, **ikw)
+
+@pytest.fixture(scope='module')
+def parallel_results():
+    "All CASES in one 2-process group (spawning is the slow part)."
+    names = list(CASES)
+    return dict(zip(names, explain_parallel(demo_problem, 2, [CASES[n] for n in names], timeout=300)))
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_serial_equals_parallel(parallel_results, name):
+    got, ref = parallel_results[name], serial(**CASES[name])
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max() < TOL
+
+def test_rescale_happened_serially():
+    "The rescaled case really diverged first (so the parallel retry path was exercised, not skipped)."
+    with pytest.warns(UserWarning, match='retrying with scale'):
+        serial(**CASES['lissa_auto_rescaled'])
+
+def test_sharded_candidates_reassemble_in_order(parallel_results):
+    full = parallel_results['exact']
+    # scored in other shards/batches than the full run, so equal up to rounding
+    assert (parallel_results['exact_per_test_candidates'] - torch.gather(full, 1, PER_TEST)).abs().max() < 1e-12
+    assert (parallel_results['exact_one_candidate'] - full[:, [7]]).abs().max() < 1e-12
+
+def test_lissa_is_a_real_estimate(parallel_results):
+    "Not a degenerate solve: close to Exact, and another seed gives other numbers."
+    ex, li = parallel_results['exact'], parallel_results['lissa_T4_W2']
+    assert (li - ex).norm() / ex.norm() < 0.25
+    task, train, test, solver, kw = demo_problem('lissa', repeats=4)
+    solver.seed = 1
+    assert (compute_influences(task, train, test, solver, **kw) - li).abs().max() > 1e-3
+
+def test_three_workers_more_ranks_than_repeats():
+    "T=2 over W=3 (rank 2 runs no repetition, contributes zeros) and 5 candidates in shards of 2, 2, 1."
+    kw = dict(solver='lissa', repeats=2, candidates=[9, 0, 31, 2, 2])
+    got = explain_parallel(demo_problem, 3, kw, timeout=300)
+    assert (got - serial(**kw)).abs().max() < TOL
+
+def test_cached_prefix_bert():
+    "A TopLayers task over cached hidden states (fastif_nb.model) with multi-query and per-test candidates."
+    cand = torch.stack([torch.randperm(24, generator=torch.Generator().manual_seed(j))[:5] for j in range(3)])
+    got = explain_parallel(demo_cached_problem, 2, dict(candidates=cand), timeout=300)
+    ref = serial(demo_cached_problem, candidates=cand)
+    assert got.shape == (3, 5)
+    assert (got - ref).abs().max() < TOL
+
+def test_worker_raises():
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match='rank 1 was told to fail') as e:
+        run_parallel(_misbehave, 2, timeout=120, mode='raise')
+    assert '_misbehave' in str(e.value.__cause__)  # the worker's traceback text
+    assert time.monotonic() - t0 < 90              # reported when it happens, not at the timeout
+
+def test_worker_dies():
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match=r'rank 1 \(exit code 1\) died'):
+        run_parallel(_misbehave, 2, timeout=120, mode='exit')
+    assert time.monotonic() - t0 < 90
+
+def test_worker_hangs():
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match=r'did not finish within timeout=20s: rank\(s\) \[0, 1\]'):
+        run_parallel(_misbehave, 2, timeout=20, mode='hang')
+    assert 19 < time.monotonic() - t0 < 50
+
+def test_one_rank_fails_inside_parallel_influences():
+    "Rank 1's test gradients are NaN: its error is re-raised; rank 0 stops at the all-reduce instead of hanging."
+    t0 = time.monotonic()
+    with pytest.raises(InfluenceInputError, match='Non-finite loss'):
+        explain_parallel(_rank_poisoned, 2, dict(mode='nan', solver='lissa', repeats=3), timeout=120)
+    assert time.monotonic() - t0 < 90
+
+def test_ranks_built_differently():
+    with pytest.raises(WorkerError, match='Ranks hold different parameters'):
+        explain_parallel(_rank_poisoned, 2, dict(mode='model'), timeout=120)
+
+def test_bad_input_fails_before_spawning(monkeypatch):
+    with pytest.raises(InfluenceInputError, match='no lambdas'): run_parallel(lambda: 1)
+    with pytest.raises(InfluenceInputError, match='world_size must be'): run_parallel(print, 0)
+    with pytest.raises(InfluenceInputError, match="package.module:function"): explain_parallel('fastif_nb.parallel')
+    with pytest.raises(ModuleNotFoundError): explain_parallel('no_such_module_xyz:build')
+    task, train, test, solver, _ = demo_problem()
+    with pytest.raises(InfluenceInputError, match='No torch.distributed process group'): parallel_influences(task, train, test, solver)
+    for k in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE'): monkeypatch.delenv(k, raising=False)
+    with pytest.raises(InfluenceInputError, match='Launch with torchrun'): init_from_env()
+
+def test_shard_range_partitions():
+    for n in range(15):
+        for w in (1, 2, 3, 4, 7):
+            parts = [shard_range(n, r, w) for r in range(w)]
+            assert sum((list(range(*p)) for p in parts), []) == list(range(n))
+            assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
+
+def _cli(args, tmp_path):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run(args, capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+KW = '{"solver": "lissa", "repeats": 3, "candidates": [5, 8, 13]}'
+
+def test_cli_spawns_workers(tmp_path):
+    out = tmp_path / 'scores.pt'
+    r = _cli([sys.executable, '-m', 'fastif_nb.parallel', '--builder', 'fastif_nb.parallel:demo_problem', '--kwargs', KW,
+              '--workers', '2', '--timeout', '300', '--out', str(out)], tmp_path)
+    assert 'influences: (4, 3)' in r.stdout
+    saved = torch.load(out)
+    assert saved['builder'] == 'fastif_nb.parallel:demo_problem'
+    assert (saved['scores'] - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL
+
+def test_torchrun(tmp_path):
+    torchrun = Path(sys.executable).parent / 'torchrun'
+    if not torchrun.exists(): pytest.skip('torchrun is not installed next to this Python')
+    out = tmp_path / 'scores.pt'
+    _cli([str(torchrun), '--standalone', '--nproc-per-node', '2', '-m', 'fastif_nb.parallel', '--builder',
+          'fastif_nb.parallel:demo_problem', '--kwargs', KW, '--timeout', '300', '--out', str(out)], tmp_path)
+    assert (torch.load(out)['scores'] - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL
