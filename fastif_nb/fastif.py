@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
-# %% ../nbs/07_fastif.ipynb #ce244218
+# %% ../nbs/07_fastif.ipynb #49387f17
 import time
 import torch
 import pandas as pd
@@ -18,12 +18,12 @@ from .text import tokenize
 from .model import split_at, cache_prefix
 from .knn import FeatureIndex, extract_features, fingerprint
 
-# %% ../nbs/07_fastif.ipynb #0c5bf88f
+# %% ../nbs/07_fastif.ipynb #72d0f714
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "FastIF's fast s_test configuration: batch size 1, medium depth, few repetitions."
     return LiSSA(depth=depth, batch_size=1, repeats=repeats, damping=damping, scale='auto', seed=seed)
 
-# %% ../nbs/07_fastif.ipynb #1f9f0057
+# %% ../nbs/07_fastif.ipynb #4c1f39be
 class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
@@ -55,7 +55,7 @@ class FastIF:
     def __repr__(self): return (f"FastIF({len(self.train):,} training examples, {self.task.n_params:,} influence parameters "
                                 f"above {self.n_frozen_layers} frozen layers, {self.solver})")
 
-# %% ../nbs/07_fastif.ipynb #c870a209
+# %% ../nbs/07_fastif.ipynb #3c2a6763
 @patch
 def _as_dataset(self:FastIF, examples)->TextPairDataset:
     "Test examples as a `TextPairDataset` with the training label names (label -1 where none was given)."
@@ -77,7 +77,7 @@ def predict(self:FastIF, examples)->torch.Tensor:
         b = tok.collate([tok[i] for i in range(len(tok))])
         return self.model(**{k: v for k, v in b.items() if k != 'labels'}).logits.softmax(-1)
 
-# %% ../nbs/07_fastif.ipynb #d5538905
+# %% ../nbs/07_fastif.ipynb #7fbec7eb
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
@@ -86,7 +86,7 @@ class Explanation(InfluenceResult):
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = train.source.source.label_names if hasattr(train, 'source') else None
 
-# %% ../nbs/07_fastif.ipynb #609faeaf
+# %% ../nbs/07_fastif.ipynb #94313615
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
@@ -113,7 +113,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
-# %% ../nbs/07_fastif.ipynb #d5e468b9
+# %% ../nbs/07_fastif.ipynb #c3cdec71
 def _parallel_worker(config, state:dict, n_frozen_layers:int, weight_decay:float, train, test, solver, cand, **kw):
     "On each worker: rebuild the top of the model and run `parallel_influences`."
     from transformers import AutoModelForSequenceClassification
@@ -133,7 +133,7 @@ def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
                         self.task.weight_decay, strip(self.train_cached), strip(test_cached), solver, cand),
                         batch_size=self.batch_size, method=method, progress=False)
 
-# %% ../nbs/07_fastif.ipynb #4bfc21f6
+# %% ../nbs/07_fastif.ipynb #caad35f8
 @patch
 def to_dict(self:Explanation, top:int=5)->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SCORE_METHODS', 'test_gradients', 'score_candidates', 'compute_influences', 'InfluenceResult', 'influence']
 
-# %% ../nbs/03_influence.ipynb #eec3f6b3
+# %% ../nbs/03_influence.ipynb #1288d7f0
 import torch
 import pandas as pd
 from torch.func import jvp, vmap
@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
 from .solvers import Solver
 
-# %% ../nbs/03_influence.ipynb #bc968d29
+# %% ../nbs/03_influence.ipynb #c1c51e41
 def _check_data(task, data, what):
     "Raise a clear error if `data` is empty or its items do not fit the task's model."
     if len(data) == 0: raise InfluenceInputError(f"The {what} dataset is empty.")
@@ -33,7 +33,7 @@ def test_gradients(task:ClassificationTask, # the task
     return torch.cat([task.per_example_grads(task.batch(test, range(s, min(s + batch_size, len(test)))))
                       for s in range(0, len(test), batch_size)])
 
-# %% ../nbs/03_influence.ipynb #1cf61202
+# %% ../nbs/03_influence.ipynb #341be12d
 def _dots_jvp(task, batch, theta, S):
     "∇ℓ(z_i)·s_j for a batch, by forward-mode jvp of the per-example losses along each column of S: [b, m]."
     f = lambda th: task.losses(batch, th)
@@ -54,15 +54,17 @@ def score_candidates(task:ClassificationTask, # the task
                      progress:bool=True,      # progress bar
                     )->torch.Tensor:          # [n_candidates, m]: ∇ℓ(z_i)·s_j
     "Dot products of each candidate's loss gradient with each s_test, in batches."
-    if method == 'auto': method = 'jvp' if S.shape[1] <= 8 else 'grad'
+    if method == 'auto': method = 'jvp'  # measured faster than jacrev gradients at every m (benchmarks/engine.py)
     if method not in SCORE_METHODS: raise InfluenceInputError(f"Unknown scoring method {method!r}; use {list(SCORE_METHODS)} or 'auto'.")
     theta, cand = task.flat_params(), torch.as_tensor(candidates).flatten()
+    lengths = getattr(train, 'lengths', None)  # variable-length text: batch similar lengths to minimise padding
+    order = torch.argsort(torch.as_tensor(lengths)[cand], stable=True) if lengths is not None else torch.arange(len(cand))
     out = []
     for s in tqdm(range(0, len(cand), batch_size), disable=not progress, desc='scoring', leave=False):
-        out.append(SCORE_METHODS[method](task, task.batch(train, cand[s:s + batch_size]), theta, S.to(theta)).detach())
-    return torch.cat(out)
+        out.append(SCORE_METHODS[method](task, task.batch(train, cand[order[s:s + batch_size]]), theta, S.to(theta)).detach())
+    return torch.empty_like(torch.cat(out)).index_copy_(0, order.to(out[0].device), torch.cat(out))
 
-# %% ../nbs/03_influence.ipynb #73027c19
+# %% ../nbs/03_influence.ipynb #cc51b08c
 def _candidates(candidates, n_train:int, m:int):
     "Validated candidates as (unique indices to score, [m, k] positions into them or None)."
     if candidates is None: return torch.arange(n_train), None
@@ -76,7 +78,7 @@ def _candidates(candidates, n_train:int, m:int):
     uniq, inv = torch.unique(c, return_inverse=True)
     return uniq, inv
 
-# %% ../nbs/03_influence.ipynb #04b0d2ff
+# %% ../nbs/03_influence.ipynb #738fb236
 def compute_influences(task:ClassificationTask, # model + parameters + objective
                        train,                   # map-style training dataset
                        test,                    # map-style dataset of test points
@@ -95,7 +97,7 @@ def compute_influences(task:ClassificationTask, # model + parameters + objective
     I = -D.T
     return I if pos is None else torch.gather(I, 1, pos)
 
-# %% ../nbs/03_influence.ipynb #c06a2a2b
+# %% ../nbs/03_influence.ipynb #e82ccf60
 def _describe(train, i:int)->str:
     "A short text for training item `i` (source texts if the dataset has them)."
     src = getattr(train, 'source', None)
@@ -117,7 +119,7 @@ class InfluenceResult:
     def __len__(self): return len(self.scores)
     def __repr__(self): return f"InfluenceResult({len(self)} test points × {self.scores.shape[1]} candidates)"
 
-# %% ../nbs/03_influence.ipynb #083bc65d
+# %% ../nbs/03_influence.ipynb #8bce0d24
 @patch
 def _top(self:InfluenceResult, n:int, j:int, largest:bool)->list:
     "(train index, score) of the n most positive (largest) or most negative scores for test point j."
@@ -147,7 +149,7 @@ def to_pandas(self:InfluenceResult, n:int=5)->pd.DataFrame:
 @patch
 def _repr_html_(self:InfluenceResult): return f"<p>{self!r}</p>" + self.to_pandas(3).to_html(index=False)
 
-# %% ../nbs/03_influence.ipynb #34f2cd41
+# %% ../nbs/03_influence.ipynb #64155e32
 def influence(task:ClassificationTask, train, test, solver:Solver, candidates=None, **kw)->InfluenceResult:
     "`compute_influences` wrapped in an `InfluenceResult` (see its arguments)."
     scores = compute_influences(task, train, test, solver, candidates, **kw)

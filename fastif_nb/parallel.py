@@ -7,7 +7,7 @@ __all__ = ['WorkerError', 'PeerError', 'free_port', 'default_backend', 'rank_dev
            'shard_range', 'parallel_solve', 'parallel_influences', 'demo_problem', 'demo_cached_problem',
            'run_parallel', 'influence_worker', 'explain_parallel', 'main']
 
-# %% ../nbs/08_parallel.ipynb #fb0af9de
+# %% ../nbs/08_parallel.ipynb #8476c09f
 import argparse, importlib, io, json, os, pickle, signal, socket, sys, threading, time, traceback, warnings
 from datetime import timedelta
 from multiprocessing.connection import wait
@@ -24,7 +24,7 @@ from .solvers import Solver, Exact, CG
 from .lissa import LiSSA, LiSSADivergedError
 from .influence import _check_data, _candidates, test_gradients, score_candidates, compute_influences
 
-# %% ../nbs/08_parallel.ipynb #f5a1b15a
+# %% ../nbs/08_parallel.ipynb #23f80a4f
 class WorkerError(RuntimeError):
     "A parallel worker died, hung, failed in a way that cannot be re-raised, or disagreed with its peers."
 
@@ -40,7 +40,7 @@ def default_backend(local_world:int=1)->str:
     "'nccl' when there is a GPU for each local rank, else 'gloo'."
     return 'nccl' if torch.cuda.is_available() and torch.cuda.device_count() >= local_world else 'gloo'
 
-# %% ../nbs/08_parallel.ipynb #82c6e924
+# %% ../nbs/08_parallel.ipynb #b54ba0a1
 def rank_device()->torch.device:
     "This rank's device: cuda:LOCAL_RANK under the nccl backend, else the CPU."
     if dist.is_initialized() and dist.get_backend() == 'nccl': return torch.device('cuda', torch.cuda.current_device())
@@ -60,7 +60,7 @@ def init_from_env(backend:str=None,       # 'gloo', 'nccl' or None (nccl if ever
         dist.init_process_group(backend, init_method='env://', timeout=timedelta(seconds=timeout))
     return rank_device()
 
-# %% ../nbs/08_parallel.ipynb #959eb202
+# %% ../nbs/08_parallel.ipynb #9715c2f1
 def _to(x, device):
     "`x` (a tensor or nested tuple/list/dict of them) moved to `device`."
     if isinstance(x, torch.Tensor): return x.to(device)
@@ -81,14 +81,14 @@ def to_device(task:ClassificationTask, device)->ClassificationTask:
     task.collate_fn = OnDevice(base, device)
     return task
 
-# %% ../nbs/08_parallel.ipynb #ff5a2e30
+# %% ../nbs/08_parallel.ipynb #e197f4c7
 def shard_range(n:int, rank:int, world:int)->tuple:
     "The [start, stop) slice of `n` items owned by `rank` of `world` (sizes differ by at most one)."
     q, r = divmod(n, world)
     start = rank * q + min(rank, r)
     return start, start + q + (rank < r)
 
-# %% ../nbs/08_parallel.ipynb #b549322c
+# %% ../nbs/08_parallel.ipynb #716fc3bc
 def _comm(t:torch.Tensor)->torch.Tensor:
     "`t` on the device the backend's collectives need."
     return t.to(rank_device()) if dist.get_backend() == 'nccl' else t.cpu()
@@ -110,7 +110,7 @@ def _fingerprint(task:ClassificationTask, V)->list:
     fp = [th.sum().item(), th.abs().sum().item()]
     return fp + ([V.double().sum().item(), V.double().abs().sum().item()] if V is not None else [0., 0.])
 
-# %% ../nbs/08_parallel.ipynb #e7404e3c
+# %% ../nbs/08_parallel.ipynb #2e4fa583
 def _sync_sum(part:torch.Tensor, err, fp:list, what:str)->torch.Tensor:
     "All-reduce (sum) `part` with every rank's error flag and fingerprint: the single synchronisation point."
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -138,7 +138,7 @@ def _gather_rows(D, n:int, m:int, like:torch.Tensor, err, what:str)->torch.Tenso
     _raise_failed(torch.stack([o[-1, 0] for o in out]).cpu(), err, what)
     return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(like.device)
 
-# %% ../nbs/08_parallel.ipynb #c6e07972
+# %% ../nbs/08_parallel.ipynb #371c7c1e
 def _shared_scale(solver:LiSSA, task:ClassificationTask, train):
     "Resolve the LiSSA scale identically on every rank (rank 0 estimates, then broadcasts)."
     if solver.scale != 'auto': return solver.resolve_scale(task, train)
@@ -158,7 +158,7 @@ def _solve_part(task, train, M, solver, rank, world, progress):
         return solver.run_repeats(task, train, M, mine, progress) if len(mine) else torch.zeros_like(M)
     return solver.solve(task, train, M, progress) if rank == 0 else torch.zeros_like(M)
 
-# %% ../nbs/08_parallel.ipynb #b2adcfb2
+# %% ../nbs/08_parallel.ipynb #b9b28897
 def _diverged_anywhere(solver, err)->bool:
     "On every rank: did LiSSA diverge on some rank under an automatic scale (so all ranks should retry)?"
     if not (isinstance(solver, LiSSA) and solver.scale == 'auto'): return False
@@ -166,7 +166,7 @@ def _diverged_anywhere(solver, err)->bool:
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
-# %% ../nbs/08_parallel.ipynb #3ac4a94b
+# %% ../nbs/08_parallel.ipynb #31877ebc
 def _parallel_solve(task, train, get_V, m:int, solver:Solver, progress:bool):
     "S = (H+λI)⁻¹V on every rank; `get_V()` computes V [p, m] (its failures are flagged, not left hanging)."
     if not isinstance(solver, Solver): raise InfluenceInputError(f"`solver` must be a Solver (Exact, CG, LiSSA); got {type(solver).__name__}.")
@@ -199,7 +199,7 @@ def parallel_solve(task:ClassificationTask, # the task (the same on every rank)
     S = _parallel_solve(task, train, lambda: M, M.shape[1], solver, progress and dist.get_rank() == 0)
     return S[:, 0] if single else S
 
-# %% ../nbs/08_parallel.ipynb #7f505bd2
+# %% ../nbs/08_parallel.ipynb #cae48dcd
 def _score_shard(task, train, S, cand, batch_size, method, progress):
     "Scores [k_shard, m] of this rank's candidates (an empty block for an empty shard)."
     if len(cand) == 0: return S.new_zeros(0, S.shape[1])
@@ -230,7 +230,7 @@ def parallel_influences(task:ClassificationTask, # model + parameters + objectiv
     I = -D.T
     return I if pos is None else torch.gather(I, 1, pos.to(I.device))
 
-# %% ../nbs/08_parallel.ipynb #bf091af6
+# %% ../nbs/08_parallel.ipynb #f352ade7
 def demo_problem(solver:str='exact',   # 'exact', 'cg' or 'lissa'
                  repeats:int=4,        # LiSSA's T
                  depth:int=100,        # LiSSA's J
@@ -255,7 +255,7 @@ def demo_problem(solver:str='exact',   # 'exact', 'cg' or 'lissa'
     kw = dict(candidates=candidates, batch_size=batch_size, progress=False)
     return ClassificationTask(mlp, weight_decay=0.01), train, test, solvers[solver](), kw
 
-# %% ../nbs/08_parallel.ipynb #1de87a4c
+# %% ../nbs/08_parallel.ipynb #6d3da0ba
 def demo_cached_problem(repeats:int=3,        # LiSSA's T
                         depth:int=30,         # LiSSA's J
                         n_frozen_layers:int=3, # layers cached by `cache_prefix` (of 4)
@@ -280,7 +280,7 @@ def demo_cached_problem(repeats:int=3,        # LiSSA's T
     solver = LiSSA(depth=depth, batch_size=4, repeats=repeats, damping=0.1, scale=10., seed=seed)
     return task, train, test, solver, dict(candidates=candidates, progress=False)
 
-# %% ../nbs/08_parallel.ipynb #79acf742
+# %% ../nbs/08_parallel.ipynb #0c01ae29
 class _RemoteTraceback(Exception):
     "The traceback text of an exception raised in a worker (attached as `__cause__`)."
     def __init__(self, tb:str): self.tb = tb
@@ -297,7 +297,7 @@ def _dumps(obj)->bytes:
     "`obj` serialised with torch.save (tensors included)."
     buf = io.BytesIO(); torch.save(obj, buf); return buf.getvalue()
 
-# %% ../nbs/08_parallel.ipynb #d8623011
+# %% ../nbs/08_parallel.ipynb #eef529dd
 def _worker(rank:int, world:int, port:int, backend:str, timeout:float, payload:bytes, conn):
     "Entry point of a spawned worker: join the group, run the function, send exactly one report to the parent."
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
@@ -316,7 +316,7 @@ def _worker(rank:int, world:int, port:int, backend:str, timeout:float, payload:b
             try: dist.destroy_process_group()
             except Exception: pass
 
-# %% ../nbs/08_parallel.ipynb #470a6256
+# %% ../nbs/08_parallel.ipynb #0e46bd18
 def _payload(fn, args, kwargs)->bytes:
     "Pickled (fn, args, kwargs) for the workers, with an actionable error if they cannot be sent."
     main = sys.modules.get('__main__')
@@ -330,7 +330,7 @@ def _payload(fn, args, kwargs)->bytes:
         f"Cannot send the function or its arguments to worker processes ({type(e).__name__}: {e}). Pass a module-level "
         "function (no lambdas or local functions) and picklable arguments.") from e
 
-# %% ../nbs/08_parallel.ipynb #430544d4
+# %% ../nbs/08_parallel.ipynb #77936d3f
 def _collect(procs, conns, timeout:float, grace:float=5.):
     "Wait for one report per worker; returns {rank: report} plus deaths and still-running ranks."
     deadline = time.monotonic() + timeout; stop_at = deadline
@@ -348,7 +348,7 @@ def _collect(procs, conns, timeout:float, grace:float=5.):
             stop_at = min(deadline, time.monotonic() + grace)
     return reports, deaths, sorted(pending)
 
-# %% ../nbs/08_parallel.ipynb #1701c155
+# %% ../nbs/08_parallel.ipynb #d3b37844
 def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
     "Raise the root cause of a failed run: the earliest real worker error, a death, or a hang."
     errs = sorted(((d['peer'], d['time'], r, d) for r, (k, d) in reports.items() if k == 'err'), key=lambda x: x[:2])
@@ -366,7 +366,7 @@ def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
     raise WorkerError(f"Workers did not finish within timeout={timeout}s: rank(s) {running} still running (a hang, e.g. a rank "
                       "waiting in a collective for a peer that never comes, or a job slower than the timeout); all were killed.")
 
-# %% ../nbs/08_parallel.ipynb #80b48ea7
+# %% ../nbs/08_parallel.ipynb #3f1f37fc
 def run_parallel(fn,                    # importable function run on every rank as fn(*args, **kwargs)
                  world_size:int=2,      # number of worker processes (W)
                  backend:str=None,      # 'gloo', 'nccl' or None (nccl if there are W GPUs)
@@ -395,7 +395,7 @@ def run_parallel(fn,                    # importable function run on every rank 
             if p.pid is not None: p.join(10)
         for c, _ in pipes: c.close()
 
-# %% ../nbs/08_parallel.ipynb #7771a45c
+# %% ../nbs/08_parallel.ipynb #8162d8b6
 def _builder(builder):
     "The builder function, importing it when given as 'package.module:function'."
     if not isinstance(builder, str): return builder
@@ -421,7 +421,7 @@ def influence_worker(builder,               # importable function or 'module:fun
     kw = {'progress': progress, **kw}
     return parallel_influences(task, train, test, solver, **kw).cpu()
 
-# %% ../nbs/08_parallel.ipynb #161340ca
+# %% ../nbs/08_parallel.ipynb #e32fe533
 def _under_torchrun()->bool: return all(k in os.environ for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'))
 
 def explain_parallel(builder,               # importable function or 'module:function' string (see above)
@@ -440,7 +440,7 @@ def explain_parallel(builder,               # importable function or 'module:fun
     _builder(builder)  # a bad 'module:function' string fails here, before any process starts
     return run_parallel(influence_worker, workers, backend, timeout, builder=builder, builder_kwargs=builder_kwargs, progress=progress)
 
-# %% ../nbs/08_parallel.ipynb #2fd0ffdd
+# %% ../nbs/08_parallel.ipynb #aba082f5
 def main(argv=None)->torch.Tensor:
     "Command line: parallel influences of a built problem, saved with torch.save."
     p = argparse.ArgumentParser(prog='python -m fastif_nb.parallel', description=
@@ -460,7 +460,7 @@ def main(argv=None)->torch.Tensor:
         print(f"influences: {tuple(I.shape)} (test points x candidates)" + (f" -> {a.out}" if a.out else ''))
     return I
 
-# %% ../nbs/08_parallel.ipynb #a572b6bb
+# %% ../nbs/08_parallel.ipynb #3ec80259
 def _misbehave(mode:str='raise', # 'raise', 'exit', 'hang' or 'none'
                rank:int=1,       # the rank that misbehaves
               )->int:
@@ -481,7 +481,7 @@ def _rank_poisoned(mode:str='nan', rank:int=1, **kw)->tuple:
             with torch.no_grad(): next(task.model.parameters()).add_(0.01)
     return task, train, test, solver, ikw
 
-# %% ../nbs/08_parallel.ipynb #24e72db6
+# %% ../nbs/08_parallel.ipynb #0297fe9f
 if __name__ == '__main__' and sys.argv and Path(sys.argv[0]).name == 'parallel.py':
     import fastif_nb.parallel as _p  # run the module's own copy, so spawned workers find its functions by import
     _p.main()

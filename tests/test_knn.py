@@ -54,7 +54,7 @@ def test_save_load_stale_and_rebuild(tmp_path, data, capsys):
     assert fp2.split("-")[1] == fp.split("-")[1] and fp2 != fp
     with pytest.raises(StaleIndexError, match="part 1"): FeatureIndex.load(tmp_path / "i.faiss", fingerprint=fp2)
     new = FeatureIndex.load_or_build(tmp_path / "i.faiss", fp2, lambda: X[:-1], kind="flat", progress=False)
-    assert "rebuilding" in capsys.readouterr().out and new.n == 2999
+    assert "rebuilding" in capsys.readouterr().err and new.n == 2999
     assert FeatureIndex.load(tmp_path / "i.faiss", fingerprint=fp2).kind == "flat"
 
 def test_recall_known_values():
