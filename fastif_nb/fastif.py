@@ -5,9 +5,11 @@
 # %% auto #0
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
-# %% ../nbs/07_fastif.ipynb #49387f17
+# %% ../nbs/07_fastif.ipynb #7da4ee8d
 import time
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 import pandas as pd
 from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
@@ -18,12 +20,12 @@ from .text import tokenize
 from .model import split_at, cache_prefix
 from .knn import FeatureIndex, extract_features, fingerprint
 
-# %% ../nbs/07_fastif.ipynb #72d0f714
+# %% ../nbs/07_fastif.ipynb #a4e8287f
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "FastIF's fast s_test configuration: batch size 1, medium depth, few repetitions."
     return LiSSA(depth=depth, batch_size=1, repeats=repeats, damping=damping, scale='auto', seed=seed)
 
-# %% ../nbs/07_fastif.ipynb #4c1f39be
+# %% ../nbs/07_fastif.ipynb #0cdcc6ba
 class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
@@ -38,6 +40,9 @@ class FastIF:
                  progress:bool=True):            # progress bars
         if len(train) == 0: raise InfluenceInputError("The training dataset is empty: FastIF needs training examples.")
         if model.training: raise InfluenceInputError("The model is in train mode; call model.eval() before FastIF.")
+        if pooling not in ('cls', 'mean', 'pooler'): raise InfluenceInputError(f"pooling={pooling!r}: use 'cls', 'mean' or 'pooler'.")
+        if pooling == 'pooler' and getattr(model.base_model, 'pooler', None) is None: raise InfluenceInputError(
+            f"{type(model).__name__} has no pooler: use pooling='cls' or 'mean'.")
         self.model, self.tokenizer, self.train, self.max_length = model, tokenizer, train, max_length
         self.n_frozen_layers, self.pooling, self.batch_size, self.progress = n_frozen_layers, pooling, batch_size, progress
         self.solver = solver or fast_lissa()
@@ -47,7 +52,7 @@ class FastIF:
         self.top = split_at(model, n_frozen_layers)[1]
         self.task = ClassificationTask(self.top, weight_decay=weight_decay, collate_fn=self.train_cached.collate)
         self.fingerprint = fingerprint(model, torch.cat(self.train_tok.input_ids), pooling)
-        feats = lambda: extract_features(model, self.train_tok, self.train_tok.collate, pooling, batch_size, progress=progress)
+        feats = lambda: self._features(self.train_cached)
         self.index = (FeatureIndex.load_or_build(index_path, self.fingerprint, feats, progress=progress) if index_path
                       else FeatureIndex.build(feats(), fingerprint=self.fingerprint, progress=progress))
         self.setup_seconds = time.perf_counter() - t0
@@ -55,7 +60,25 @@ class FastIF:
     def __repr__(self): return (f"FastIF({len(self.train):,} training examples, {self.task.n_params:,} influence parameters "
                                 f"above {self.n_frozen_layers} frozen layers, {self.solver})")
 
-# %% ../nbs/07_fastif.ipynb #3c2a6763
+# %% ../nbs/07_fastif.ipynb #bbcbfd9d
+@patch
+def _features(self:FastIF, cached)->np.ndarray:
+    "Final-representation features [N, d] of cached examples (pooling as in `extract_features`), running only the top."
+    from fastif_nb.model import _run_layers, _attn_mask
+    from fastif_nb.text import length_sorted_batches
+    body, out = getattr(self.top, self.top._name), [None] * len(cached)
+    with torch.no_grad():
+        for idx in tqdm(length_sorted_batches(cached.lengths, self.batch_size), desc='features', disable=not self.progress, leave=False):
+            b = cached.collate([cached[i] for i in idx])
+            h, mask = b['hidden_states'], b['attention_mask']
+            h = _run_layers(body.encoder.layer.values(), h, _attn_mask(self.top.config, h, mask))
+            if self.pooling == 'cls': f = h[:, 0]
+            elif self.pooling == 'mean': f = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+            else: f = body.pooler(h)
+            for j, i in enumerate(idx): out[i] = f[j]
+    return torch.stack(out).float().numpy()
+
+# %% ../nbs/07_fastif.ipynb #8d6455f6
 @patch
 def _as_dataset(self:FastIF, examples)->TextPairDataset:
     "Test examples as a `TextPairDataset` with the training label names (label -1 where none was given)."
@@ -77,7 +100,7 @@ def predict(self:FastIF, examples)->torch.Tensor:
         b = tok.collate([tok[i] for i in range(len(tok))])
         return self.model(**{k: v for k, v in b.items() if k != 'labels'}).logits.softmax(-1)
 
-# %% ../nbs/07_fastif.ipynb #7fbec7eb
+# %% ../nbs/07_fastif.ipynb #b5191811
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
@@ -86,7 +109,7 @@ class Explanation(InfluenceResult):
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = train.source.source.label_names if hasattr(train, 'source') else None
 
-# %% ../nbs/07_fastif.ipynb #94313615
+# %% ../nbs/07_fastif.ipynb #02ae8d8d
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
@@ -105,7 +128,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     test_cached = cache_prefix(self.model, test_tok, self.n_frozen_layers, self.batch_size, progress=False)
     cand = None
     if k is not None:
-        q = extract_features(self.model, test_tok, test_tok.collate, self.pooling, self.batch_size, progress=False)
+        q = self._features(test_cached)
         cand = torch.as_tensor(self.index.search(q, k)[1]).reshape(len(test), -1)
     if workers > 1: scores = self._parallel(test_cached, solver or self.solver, cand, workers, method)
     else: scores = compute_influences(self.task, self.train_cached, test_cached, solver or self.solver, cand,
@@ -113,7 +136,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
-# %% ../nbs/07_fastif.ipynb #c3cdec71
+# %% ../nbs/07_fastif.ipynb #c79c969f
 def _parallel_worker(config, state:dict, n_frozen_layers:int, weight_decay:float, train, test, solver, cand, **kw):
     "On each worker: rebuild the top of the model and run `parallel_influences`."
     from transformers import AutoModelForSequenceClassification
@@ -133,7 +156,7 @@ def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
                         self.task.weight_decay, strip(self.train_cached), strip(test_cached), solver, cand),
                         batch_size=self.batch_size, method=method, progress=False)
 
-# %% ../nbs/07_fastif.ipynb #caad35f8
+# %% ../nbs/07_fastif.ipynb #1bb28e2f
 @patch
 def to_dict(self:Explanation, top:int=5)->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."
