@@ -6,14 +6,14 @@
 __all__ = ['COMMANDS', 'parser', 'cache_dir', 'load_model', 'train_data', 'solver', 'pipeline', 'eval_split', 'cmd_explain',
            'cmd_train', 'tokenize_split', 'cmd_index', 'cmd_demo', 'main']
 
-# %% ../nbs/09_cli.ipynb #a31653d6
+# %% ../nbs/09_cli.ipynb #058c0d41
 import argparse, json, os, sys, time
 from pathlib import Path
 import torch
 from .task import InfluenceInputError
 from .lissa import LiSSA
 
-# %% ../nbs/09_cli.ipynb #215ad953
+# %% ../nbs/09_cli.ipynb #d3bd5deb
 def _common(p:argparse.ArgumentParser):
     "Options shared by every sub-command: which model, which data, where to cache."
     g = p.add_argument_group('model and data')
@@ -39,7 +39,7 @@ def _solver_args(p:argparse.ArgumentParser):
     g.add_argument('--workers', type=int, default=1, metavar='W', help='parallel workers (torch.distributed; default 1)')
     g.add_argument('--json', action='store_true', help='print the result as JSON instead of a report')
 
-# %% ../nbs/09_cli.ipynb #e7f07ad6
+# %% ../nbs/09_cli.ipynb #4f0774bb
 def parser()->argparse.ArgumentParser:
     "The `fastif` argument parser."
     p = argparse.ArgumentParser(prog='fastif', description=(
@@ -62,7 +62,7 @@ def parser()->argparse.ArgumentParser:
     e.add_argument('--indices', default='0', help='comma-separated row numbers of --split (default 0)')
     return p
 
-# %% ../nbs/09_cli.ipynb #ecb04994
+# %% ../nbs/09_cli.ipynb #faa09b21
 def cache_dir(args)->Path:
     "The cache folder: --cache-dir, else $FASTIF_CACHE, else ~/.cache/fastif_nb."
     d = Path(args.cache_dir or os.environ.get('FASTIF_CACHE') or Path.home() / '.cache' / 'fastif_nb')
@@ -106,7 +106,7 @@ def pipeline(args, model=None, tok=None):
     return FastIF(model, tok, train_data(args), n_frozen_layers=args.n_frozen_layers, solver=solver(args) if hasattr(args, 'depth') else None,
                   pooling=getattr(args, 'pooling', 'cls'), index_path=str(cache_dir(args) / name))
 
-# %% ../nbs/09_cli.ipynb #1ede73a6
+# %% ../nbs/09_cli.ipynb #e9888287
 def eval_split(name:str, num_labels:int):
     "A bundled evaluation split by its CLI name."
     from fastif_nb.data import load_mnli, load_hans, load_anli
@@ -140,7 +140,7 @@ def cmd_explain(args):
     else: examples = [(args.premise, args.hypothesis, args.label)]
     _report(_explain(fif, args, examples), args)
 
-# %% ../nbs/09_cli.ipynb #03d74056
+# %% ../nbs/09_cli.ipynb #2fa81f6e
 def cmd_train(args):
     "fastif train"
     t = time.perf_counter()
@@ -161,13 +161,13 @@ def cmd_index(args):
     print(f"index ready: {fif.index.n:,} training examples, {fif.index.d}-d features ({args.pooling}), "
           f"{fif.index.kind} index, {time.perf_counter() - t:.0f} s (cached in {cache_dir(args)})")
 
-# %% ../nbs/09_cli.ipynb #a4b0f151
+# %% ../nbs/09_cli.ipynb #5ee332fd
 def _wrong(fif, ds, n:int, seed:int=0)->list:
     "Indices of up to n rows of `ds` the model gets wrong (in a seeded random order)."
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
     found = []
     for s in range(0, len(order), 64):
-        chunk = order[s:s + 64]
+        chunk = [i for i, ok in zip(order[s:s + 64], fif.fits(ds.subset(order[s:s + 64]))) if ok]  # skip over-long pairs
         pred = fif.predict(ds.subset(chunk)).argmax(-1)
         found += [i for i, p in zip(chunk, pred.tolist()) if p != ds.labels[i]]
         if len(found) >= n: break
@@ -189,7 +189,7 @@ def cmd_demo(args):
           f"LiSSA J={args.depth} B={args.batch_size} T={args.repeats}:\n")
     _report(_explain(fif, args, ex), args)
 
-# %% ../nbs/09_cli.ipynb #12b56f58
+# %% ../nbs/09_cli.ipynb #508ff8a0
 COMMANDS = dict(demo=cmd_demo, train=cmd_train, index=cmd_index, explain=cmd_explain)
 
 def main(argv=None):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
-# %% ../nbs/07_fastif.ipynb #7da4ee8d
+# %% ../nbs/07_fastif.ipynb #ba100c05
 import time
 import numpy as np
 import torch
@@ -20,12 +20,12 @@ from .text import tokenize
 from .model import split_at, cache_prefix
 from .knn import FeatureIndex, extract_features, fingerprint
 
-# %% ../nbs/07_fastif.ipynb #a4e8287f
+# %% ../nbs/07_fastif.ipynb #49d234a5
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "FastIF's fast s_test configuration: batch size 1, medium depth, few repetitions."
     return LiSSA(depth=depth, batch_size=1, repeats=repeats, damping=damping, scale='auto', seed=seed)
 
-# %% ../nbs/07_fastif.ipynb #0cdcc6ba
+# %% ../nbs/07_fastif.ipynb #e1f7a5c5
 class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
@@ -60,7 +60,7 @@ class FastIF:
     def __repr__(self): return (f"FastIF({len(self.train):,} training examples, {self.task.n_params:,} influence parameters "
                                 f"above {self.n_frozen_layers} frozen layers, {self.solver})")
 
-# %% ../nbs/07_fastif.ipynb #bbcbfd9d
+# %% ../nbs/07_fastif.ipynb #a0217d56
 @patch
 def _features(self:FastIF, cached)->np.ndarray:
     "Final-representation features [N, d] of cached examples (pooling as in `extract_features`), running only the top."
@@ -78,7 +78,7 @@ def _features(self:FastIF, cached)->np.ndarray:
             for j, i in enumerate(idx): out[i] = f[j]
     return torch.stack(out).float().numpy()
 
-# %% ../nbs/07_fastif.ipynb #8d6455f6
+# %% ../nbs/07_fastif.ipynb #7327505c
 @patch
 def _as_dataset(self:FastIF, examples)->TextPairDataset:
     "Test examples as a `TextPairDataset` with the training label names (label -1 where none was given)."
@@ -100,7 +100,15 @@ def predict(self:FastIF, examples)->torch.Tensor:
         b = tok.collate([tok[i] for i in range(len(tok))])
         return self.model(**{k: v for k, v in b.items() if k != 'labels'}).logits.softmax(-1)
 
-# %% ../nbs/07_fastif.ipynb #b5191811
+# %% ../nbs/07_fastif.ipynb #4a8a2eb0
+@patch
+def fits(self:FastIF, examples)->torch.Tensor:
+    "Which test examples fit in `max_length` tokens, as a bool tensor [m]."
+    ds = self._as_dataset(examples)
+    cut = set(tokenize(ds, self.tokenizer, max_length=self.max_length, too_long='truncate').truncated)
+    return torch.tensor([i not in cut for i in range(len(ds))])
+
+# %% ../nbs/07_fastif.ipynb #a682f9f2
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
@@ -109,7 +117,7 @@ class Explanation(InfluenceResult):
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = train.source.source.label_names if hasattr(train, 'source') else None
 
-# %% ../nbs/07_fastif.ipynb #02ae8d8d
+# %% ../nbs/07_fastif.ipynb #73596019
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
@@ -136,7 +144,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
-# %% ../nbs/07_fastif.ipynb #c79c969f
+# %% ../nbs/07_fastif.ipynb #c9154f34
 def _parallel_worker(config, state:dict, n_frozen_layers:int, weight_decay:float, train, test, solver, cand, **kw):
     "On each worker: rebuild the top of the model and run `parallel_influences`."
     from transformers import AutoModelForSequenceClassification
@@ -156,7 +164,7 @@ def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
                         self.task.weight_decay, strip(self.train_cached), strip(test_cached), solver, cand),
                         batch_size=self.batch_size, method=method, progress=False)
 
-# %% ../nbs/07_fastif.ipynb #1bb28e2f
+# %% ../nbs/07_fastif.ipynb #13b89520
 @patch
 def to_dict(self:Explanation, top:int=5)->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."
