@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SCORE_METHODS', 'test_gradients', 'score_candidates', 'compute_influences', 'InfluenceResult', 'influence']
 
-# %% ../nbs/03_influence.ipynb #1288d7f0
+# %% ../nbs/03_influence.ipynb #fc391dc7
 import torch
 import pandas as pd
 from torch.func import jvp, vmap
@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
 from .solvers import Solver
 
-# %% ../nbs/03_influence.ipynb #c1c51e41
+# %% ../nbs/03_influence.ipynb #d04cfd64
 def _check_data(task, data, what):
     "Raise a clear error if `data` is empty or its items do not fit the task's model."
     if len(data) == 0: raise InfluenceInputError(f"The {what} dataset is empty.")
@@ -33,7 +33,7 @@ def test_gradients(task:ClassificationTask, # the task
     return torch.cat([task.per_example_grads(task.batch(test, range(s, min(s + batch_size, len(test)))))
                       for s in range(0, len(test), batch_size)])
 
-# %% ../nbs/03_influence.ipynb #341be12d
+# %% ../nbs/03_influence.ipynb #eec310bf
 def _dots_jvp(task, batch, theta, S):
     "∇ℓ(z_i)·s_j for a batch, by forward-mode jvp of the per-example losses along each column of S: [b, m]."
     f = lambda th: task.losses(batch, th)
@@ -64,7 +64,7 @@ def score_candidates(task:ClassificationTask, # the task
         out.append(SCORE_METHODS[method](task, task.batch(train, cand[order[s:s + batch_size]]), theta, S.to(theta)).detach())
     return torch.empty_like(torch.cat(out)).index_copy_(0, order.to(out[0].device), torch.cat(out))
 
-# %% ../nbs/03_influence.ipynb #cc51b08c
+# %% ../nbs/03_influence.ipynb #27d303a5
 def _candidates(candidates, n_train:int, m:int):
     "Validated candidates as (unique indices to score, [m, k] positions into them or None)."
     if candidates is None: return torch.arange(n_train), None
@@ -78,7 +78,7 @@ def _candidates(candidates, n_train:int, m:int):
     uniq, inv = torch.unique(c, return_inverse=True)
     return uniq, inv
 
-# %% ../nbs/03_influence.ipynb #738fb236
+# %% ../nbs/03_influence.ipynb #40467bbf
 def compute_influences(task:ClassificationTask, # model + parameters + objective
                        train,                   # map-style training dataset
                        test,                    # map-style dataset of test points
@@ -93,11 +93,15 @@ def compute_influences(task:ClassificationTask, # model + parameters + objective
     G = test_gradients(task, test)
     uniq, pos = _candidates(candidates, len(train), len(test))
     S = solver.solve(task, train, G.T, progress=progress)
+    if pos is not None and len(uniq) * len(test) > 2 * pos.numel():  # little overlap: score each row with its own s_test
+        c = torch.as_tensor(candidates, dtype=torch.long)
+        return torch.stack([-score_candidates(task, train, S[:, j:j + 1], c[j], batch_size, method, progress)[:, 0]
+                            for j in range(len(test))])
     D = score_candidates(task, train, S, uniq, batch_size, method, progress)  # [n_uniq, m]
     I = -D.T
     return I if pos is None else torch.gather(I, 1, pos)
 
-# %% ../nbs/03_influence.ipynb #e82ccf60
+# %% ../nbs/03_influence.ipynb #f6d7d8ad
 def _describe(train, i:int)->str:
     "A short text for training item `i` (source texts if the dataset has them)."
     src = getattr(train, 'source', None)
@@ -119,7 +123,7 @@ class InfluenceResult:
     def __len__(self): return len(self.scores)
     def __repr__(self): return f"InfluenceResult({len(self)} test points × {self.scores.shape[1]} candidates)"
 
-# %% ../nbs/03_influence.ipynb #8bce0d24
+# %% ../nbs/03_influence.ipynb #9ca9e393
 @patch
 def _top(self:InfluenceResult, n:int, j:int, largest:bool)->list:
     "(train index, score) of the n most positive (largest) or most negative scores for test point j."
@@ -149,7 +153,7 @@ def to_pandas(self:InfluenceResult, n:int=5)->pd.DataFrame:
 @patch
 def _repr_html_(self:InfluenceResult): return f"<p>{self!r}</p>" + self.to_pandas(3).to_html(index=False)
 
-# %% ../nbs/03_influence.ipynb #64155e32
+# %% ../nbs/03_influence.ipynb #e229b0a2
 def influence(task:ClassificationTask, train, test, solver:Solver, candidates=None, **kw)->InfluenceResult:
     "`compute_influences` wrapped in an `InfluenceResult` (see its arguments)."
     scores = compute_influences(task, train, test, solver, candidates, **kw)
