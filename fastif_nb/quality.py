@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['shared_correlations', 'summarise', 'recall_table', 'plot_recall_table', 'pick_points', 'run_quality']
 
-# %% ../nbs/10_quality.ipynb #1419e679
+# %% ../nbs/10_quality.ipynb #10da74a0
 import json, time
 from pathlib import Path
 import numpy as np
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from scipy.stats import pearsonr, spearmanr, kendalltau
 from .knn import recall_curve, random_recall
 
-# %% ../nbs/10_quality.ipynb #b5a2e3f0
+# %% ../nbs/10_quality.ipynb #7ce01407
 def shared_correlations(fast_scores:torch.Tensor, # [m, k] influence of each test point's kNN candidates (Fast)
                         fast_indices:torch.Tensor,# [m, k] their training indices
                         full_scores:torch.Tensor, # [m, N] influence of every training point (Full)
@@ -31,7 +31,7 @@ def summarise(df:pd.DataFrame)->str:
     "`mean ± std` of each column, as the paper reports."
     return ' / '.join(f"{c} {df[c].mean():.1f}±{df[c].std(ddof=0):.1f}" for c in df.columns)
 
-# %% ../nbs/10_quality.ipynb #05f2e2a3
+# %% ../nbs/10_quality.ipynb #1e28195f
 def recall_table(knn_order:torch.Tensor, # [m, N] training indices of each test point, nearest first
                  full_scores:torch.Tensor,# [m, N] Full influence
                  ks=(10, 100, 300, 1000, 3000), # candidate set sizes
@@ -57,7 +57,7 @@ def plot_recall_table(t:pd.DataFrame, ax=None):
     ax.set(xscale='log', xlabel='k (kNN candidates)', ylabel='recall', ylim=(0, 1.02), title='kNN recall of influential training points')
     ax.legend(fontsize=7); return ax
 
-# %% ../nbs/10_quality.ipynb #b662bdca
+# %% ../nbs/10_quality.ipynb #f4bf4c20
 def pick_points(fif, ds, n_correct:int=5, n_wrong:int=5, seed:int=0)->list:
     "Indices of n_correct correctly and n_wrong wrongly predicted rows of `ds` (seeded order)."
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -82,7 +82,7 @@ def run_quality(fif, test, fast_solver, full_solver, k:int=1000, out_dir='benchm
     (out / 'quality.md').write_text(_report(fif, corr, rec, fast_solver, full_solver, k, t_full, t_fast))
     return corr, rec, ax
 
-# %% ../nbs/10_quality.ipynb #75de5c49
+# %% ../nbs/10_quality.ipynb #6ea2d21d
 def _features(fif, test):
     "kNN query features of test examples, as FastIF computes them."
     from fastif_nb.text import tokenize
