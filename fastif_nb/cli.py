@@ -6,14 +6,14 @@
 __all__ = ['COMMANDS', 'parser', 'cache_dir', 'load_model', 'train_data', 'solver', 'pipeline', 'eval_split', 'cmd_explain',
            'cmd_train', 'tokenize_split', 'cmd_index', 'cmd_demo', 'main']
 
-# %% ../nbs/09_cli.ipynb #058c0d41
+# %% ../nbs/09_cli.ipynb #852338d5
 import argparse, json, os, sys, time
 from pathlib import Path
 import torch
 from .task import InfluenceInputError
 from .lissa import LiSSA
 
-# %% ../nbs/09_cli.ipynb #d3bd5deb
+# %% ../nbs/09_cli.ipynb #20d3b1cc
 def _common(p:argparse.ArgumentParser):
     "Options shared by every sub-command: which model, which data, where to cache."
     g = p.add_argument_group('model and data')
@@ -39,7 +39,7 @@ def _solver_args(p:argparse.ArgumentParser):
     g.add_argument('--workers', type=int, default=1, metavar='W', help='parallel workers (torch.distributed; default 1)')
     g.add_argument('--json', action='store_true', help='print the result as JSON instead of a report')
 
-# %% ../nbs/09_cli.ipynb #4f0774bb
+# %% ../nbs/09_cli.ipynb #8bbcbea7
 def parser()->argparse.ArgumentParser:
     "The `fastif` argument parser."
     p = argparse.ArgumentParser(prog='fastif', description=(
@@ -62,18 +62,22 @@ def parser()->argparse.ArgumentParser:
     e.add_argument('--indices', default='0', help='comma-separated row numbers of --split (default 0)')
     return p
 
-# %% ../nbs/09_cli.ipynb #faa09b21
+# %% ../nbs/09_cli.ipynb #06a68b5f
 def cache_dir(args)->Path:
     "The cache folder: --cache-dir, else $FASTIF_CACHE, else ~/.cache/fastif_nb."
     d = Path(args.cache_dir or os.environ.get('FASTIF_CACHE') or Path.home() / '.cache' / 'fastif_nb')
     d.mkdir(parents=True, exist_ok=True)
     return d
 
-def load_model(args):
-    "The classifier and tokenizer: a saved folder (--model) or the cached fine-tuned MiniLM."
+def _default_frozen(args):
+    "Fill in --n-frozen-layers with the fine-tuning recipe's default when it was not given."
     if args.n_frozen_layers is None:
         from fastif_nb.model import DEFAULT_FROZEN
         args.n_frozen_layers = DEFAULT_FROZEN
+
+def load_model(args):
+    "The classifier and tokenizer: a saved folder (--model) or the cached fine-tuned MiniLM."
+    _default_frozen(args)
     if args.model:
         from fastif_nb.model import load_classifier
         if not Path(args.model).exists(): raise InfluenceInputError(
@@ -99,14 +103,12 @@ def pipeline(args, model=None, tok=None):
     "A `FastIF` over the training data with an index cached (and fingerprint-checked) in the cache dir."
     from fastif_nb.fastif import FastIF
     if model is None: model, tok = load_model(args)
-    elif args.n_frozen_layers is None:
-        from fastif_nb.model import DEFAULT_FROZEN
-        args.n_frozen_layers = DEFAULT_FROZEN
+    _default_frozen(args)
     name = f"index_{'custom' if args.model else 'minilm'}_{args.num_labels}l_{args.n_train or 'all'}.faiss"
     return FastIF(model, tok, train_data(args), n_frozen_layers=args.n_frozen_layers, solver=solver(args) if hasattr(args, 'depth') else None,
                   pooling=getattr(args, 'pooling', 'cls'), index_path=str(cache_dir(args) / name))
 
-# %% ../nbs/09_cli.ipynb #e9888287
+# %% ../nbs/09_cli.ipynb #23692cbd
 def eval_split(name:str, num_labels:int):
     "A bundled evaluation split by its CLI name."
     from fastif_nb.data import load_mnli, load_hans, load_anli
@@ -140,7 +142,7 @@ def cmd_explain(args):
     else: examples = [(args.premise, args.hypothesis, args.label)]
     _report(_explain(fif, args, examples), args)
 
-# %% ../nbs/09_cli.ipynb #2fa81f6e
+# %% ../nbs/09_cli.ipynb #52720f87
 def cmd_train(args):
     "fastif train"
     t = time.perf_counter()
@@ -161,7 +163,7 @@ def cmd_index(args):
     print(f"index ready: {fif.index.n:,} training examples, {fif.index.d}-d features ({args.pooling}), "
           f"{fif.index.kind} index, {time.perf_counter() - t:.0f} s (cached in {cache_dir(args)})")
 
-# %% ../nbs/09_cli.ipynb #5ee332fd
+# %% ../nbs/09_cli.ipynb #72c15910
 def _wrong(fif, ds, n:int, seed:int=0)->list:
     "Indices of up to n rows of `ds` the model gets wrong (in a seeded random order)."
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -189,7 +191,7 @@ def cmd_demo(args):
           f"LiSSA J={args.depth} B={args.batch_size} T={args.repeats}:\n")
     _report(_explain(fif, args, ex), args)
 
-# %% ../nbs/09_cli.ipynb #508ff8a0
+# %% ../nbs/09_cli.ipynb #20a7ff74
 COMMANDS = dict(demo=cmd_demo, train=cmd_train, index=cmd_index, explain=cmd_explain)
 
 def main(argv=None):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
-# %% ../nbs/07_fastif.ipynb #ba100c05
+# %% ../nbs/07_fastif.ipynb #0c19a49b
 import time
 import numpy as np
 import torch
@@ -14,18 +14,18 @@ import pandas as pd
 from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
 from .lissa import LiSSA
-from .influence import InfluenceResult, compute_influences, _describe
+from .influence import InfluenceResult, compute_influences, _describe, text_source
 from .data import TextPairDataset, as_text_pair_dataset
 from .text import tokenize
 from .model import split_at, cache_prefix
 from .knn import FeatureIndex, extract_features, fingerprint
 
-# %% ../nbs/07_fastif.ipynb #49d234a5
+# %% ../nbs/07_fastif.ipynb #53a27fdc
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "FastIF's fast s_test configuration: batch size 1, medium depth, few repetitions."
     return LiSSA(depth=depth, batch_size=1, repeats=repeats, damping=damping, scale='auto', seed=seed)
 
-# %% ../nbs/07_fastif.ipynb #e1f7a5c5
+# %% ../nbs/07_fastif.ipynb #b370cfae
 class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
@@ -60,7 +60,7 @@ class FastIF:
     def __repr__(self): return (f"FastIF({len(self.train):,} training examples, {self.task.n_params:,} influence parameters "
                                 f"above {self.n_frozen_layers} frozen layers, {self.solver})")
 
-# %% ../nbs/07_fastif.ipynb #a0217d56
+# %% ../nbs/07_fastif.ipynb #626e736f
 @patch
 def _features(self:FastIF, cached)->np.ndarray:
     "Final-representation features [N, d] of cached examples (pooling as in `extract_features`), running only the top."
@@ -78,7 +78,7 @@ def _features(self:FastIF, cached)->np.ndarray:
             for j, i in enumerate(idx): out[i] = f[j]
     return torch.stack(out).float().numpy()
 
-# %% ../nbs/07_fastif.ipynb #7327505c
+# %% ../nbs/07_fastif.ipynb #b71c6306
 @patch
 def _as_dataset(self:FastIF, examples)->TextPairDataset:
     "Test examples as a `TextPairDataset` with the training label names (label -1 where none was given)."
@@ -100,7 +100,7 @@ def predict(self:FastIF, examples)->torch.Tensor:
         b = tok.collate([tok[i] for i in range(len(tok))])
         return self.model(**{k: v for k, v in b.items() if k != 'labels'}).logits.softmax(-1)
 
-# %% ../nbs/07_fastif.ipynb #4a8a2eb0
+# %% ../nbs/07_fastif.ipynb #0f7d1fde
 @patch
 def fits(self:FastIF, examples)->torch.Tensor:
     "Which test examples fit in `max_length` tokens, as a bool tensor [m]."
@@ -108,16 +108,16 @@ def fits(self:FastIF, examples)->torch.Tensor:
     cut = set(tokenize(ds, self.tokenizer, max_length=self.max_length, too_long='truncate').truncated)
     return torch.tensor([i not in cut for i in range(len(ds))])
 
-# %% ../nbs/07_fastif.ipynb #a682f9f2
+# %% ../nbs/07_fastif.ipynb #7f6b30f0
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
         names = [f"{t['text_a']} ‖ {t['text_b']}" if t.get('text_b') else t['text_a'] for t in (test[j] for j in range(len(test)))]
         super().__init__(scores, indices, train, names)
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
-        self.label_names = train.source.source.label_names if hasattr(train, 'source') else None
+        self.label_names = getattr(text_source(train), 'label_names', None)
 
-# %% ../nbs/07_fastif.ipynb #73596019
+# %% ../nbs/07_fastif.ipynb #7757b534
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
@@ -144,7 +144,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
-# %% ../nbs/07_fastif.ipynb #c9154f34
+# %% ../nbs/07_fastif.ipynb #aee69a6f
 def _parallel_worker(config, state:dict, n_frozen_layers:int, weight_decay:float, train, test, solver, cand, **kw):
     "On each worker: rebuild the top of the model and run `parallel_influences`."
     from transformers import AutoModelForSequenceClassification
@@ -164,7 +164,7 @@ def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
                         self.task.weight_decay, strip(self.train_cached), strip(test_cached), solver, cand),
                         batch_size=self.batch_size, method=method, progress=False)
 
-# %% ../nbs/07_fastif.ipynb #13b89520
+# %% ../nbs/07_fastif.ipynb #fcd120b9
 @patch
 def to_dict(self:Explanation, top:int=5)->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."
