@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
-# %% ../nbs/07_fastif.ipynb #0c19a49b
-import time
+# %% ../nbs/07_fastif.ipynb #cbfb4fe6
+import time, warnings
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -17,15 +17,16 @@ from .lissa import LiSSA
 from .influence import InfluenceResult, compute_influences, _describe, text_source
 from .data import TextPairDataset, as_text_pair_dataset
 from .text import tokenize
-from .model import split_at, cache_prefix
+from .model import split_at, cache_prefix, CachedDataset
 from .knn import FeatureIndex, extract_features, fingerprint
+from .parallel import WorkerPool, influence_job, rank_device, to_device
 
-# %% ../nbs/07_fastif.ipynb #53a27fdc
+# %% ../nbs/07_fastif.ipynb #7ef126c6
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "FastIF's fast s_test configuration: batch size 1, medium depth, few repetitions."
     return LiSSA(depth=depth, batch_size=1, repeats=repeats, damping=damping, scale='auto', seed=seed)
 
-# %% ../nbs/07_fastif.ipynb #b370cfae
+# %% ../nbs/07_fastif.ipynb #6e1bdcdc
 class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
@@ -55,12 +56,12 @@ class FastIF:
         feats = lambda: self._features(self.train_cached)
         self.index = (FeatureIndex.load_or_build(index_path, self.fingerprint, feats, progress=progress) if index_path
                       else FeatureIndex.build(feats(), fingerprint=self.fingerprint, progress=progress))
-        self.setup_seconds = time.perf_counter() - t0
+        self.setup_seconds, self._pool = time.perf_counter() - t0, None
 
     def __repr__(self): return (f"FastIF({len(self.train):,} training examples, {self.task.n_params:,} influence parameters "
                                 f"above {self.n_frozen_layers} frozen layers, {self.solver})")
 
-# %% ../nbs/07_fastif.ipynb #626e736f
+# %% ../nbs/07_fastif.ipynb #2de4f692
 @patch
 def _features(self:FastIF, cached)->np.ndarray:
     "Final-representation features [N, d] of cached examples (pooling as in `extract_features`), running only the top."
@@ -78,7 +79,7 @@ def _features(self:FastIF, cached)->np.ndarray:
             for j, i in enumerate(idx): out[i] = f[j]
     return torch.stack(out).float().numpy()
 
-# %% ../nbs/07_fastif.ipynb #b71c6306
+# %% ../nbs/07_fastif.ipynb #0e08af3e
 @patch
 def _as_dataset(self:FastIF, examples)->TextPairDataset:
     "Test examples as a `TextPairDataset` with the training label names (label -1 where none was given)."
@@ -100,7 +101,7 @@ def predict(self:FastIF, examples)->torch.Tensor:
         b = tok.collate([tok[i] for i in range(len(tok))])
         return self.model(**{k: v for k, v in b.items() if k != 'labels'}).logits.softmax(-1)
 
-# %% ../nbs/07_fastif.ipynb #0f7d1fde
+# %% ../nbs/07_fastif.ipynb #ed09530e
 @patch
 def fits(self:FastIF, examples)->torch.Tensor:
     "Which test examples fit in `max_length` tokens, as a bool tensor [m]."
@@ -108,7 +109,7 @@ def fits(self:FastIF, examples)->torch.Tensor:
     cut = set(tokenize(ds, self.tokenizer, max_length=self.max_length, too_long='truncate').truncated)
     return torch.tensor([i not in cut for i in range(len(ds))])
 
-# %% ../nbs/07_fastif.ipynb #7f6b30f0
+# %% ../nbs/07_fastif.ipynb #046dc070
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
@@ -117,15 +118,16 @@ class Explanation(InfluenceResult):
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = getattr(text_source(train), 'label_names', None)
 
-# %% ../nbs/07_fastif.ipynb #7757b534
+# %% ../nbs/07_fastif.ipynb #382b03a6
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
             solver=None,              # override the inverse-HVP solver for this call
             method:str='auto',        # candidate scoring method (see `score_candidates`)
-            workers:int=1,            # >1: LiSSA repetitions and scoring on this many processes (`run_parallel`)
+            workers:int=1,            # >1: LiSSA repetitions and scoring on this many persistent processes (`FastIF.pool`)
            )->Explanation:
     "Influence of the k nearest training examples on each test example's loss."
+    if int(workers) < 1: raise InfluenceInputError(f"workers must be >= 1; got {workers}.")
     t0 = time.perf_counter()
     test = self._as_dataset(examples)
     probs = self.predict(test)
@@ -144,27 +146,67 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
-# %% ../nbs/07_fastif.ipynb #aee69a6f
-def _parallel_worker(config, state:dict, n_frozen_layers:int, weight_decay:float, train, test, solver, cand, **kw):
-    "On each worker: rebuild the top of the model and run `parallel_influences`."
+# %% ../nbs/07_fastif.ipynb #c8e837f5
+def _pack(cached:CachedDataset)->dict:
+    "A `CachedDataset` as one flat tensor [ΣL, d] plus lengths and labels: one shared-memory block, no source texts."
+    return dict(flat=torch.cat([h.detach().cpu() for h in cached.hidden_states]), lengths=cached.lengths.clone(),
+                labels=cached.labels.clone(), n_frozen_layers=cached.n_frozen_layers)
+
+def _unpack(packed:dict)->CachedDataset:
+    "The `CachedDataset` of `_pack`; its examples are views of the flat tensor (no copies)."
+    return CachedDataset(list(packed['flat'].split(packed['lengths'].tolist())), packed['labels'], packed['n_frozen_layers'])
+
+# %% ../nbs/07_fastif.ipynb #24bfacb5
+def _top_setup(config,                 # the model's config
+               top_state:dict,         # state dict of the model's `TopLayers` (a CPU copy)
+               n_frozen_layers:int,    # where the model was split
+               weight_decay:float,     # the task's weight decay
+               train:dict,             # the packed training cache (`_pack`)
+              )->dict:                 # the rank's state: {'task', 'train'}
+    "Pool setup on each worker: rebuild the model's top layers from config and weights, unpack the training cache."
     from transformers import AutoModelForSequenceClassification
-    from fastif_nb.parallel import parallel_influences
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation='eager').eval()
-    model.load_state_dict(state)
-    task = ClassificationTask(split_at(model, n_frozen_layers)[1], weight_decay=weight_decay, collate_fn=train.collate)
-    return parallel_influences(task, train, test, solver, cand, **kw)
+    top = split_at(model, n_frozen_layers)[1]
+    top.to(next(v for v in top_state.values() if v.is_floating_point()).dtype).load_state_dict(top_state)
+    train = _unpack(train)
+    task = ClassificationTask(top, weight_decay=weight_decay, collate_fn=train.collate)
+    if rank_device().type == 'cuda': to_device(task, rank_device())
+    return dict(task=task, train=train)
+
+def _cached_job(state:dict, test:dict, *args, **kwargs)->torch.Tensor:
+    "Pool job on each worker: `influence_job` for packed cached test points."
+    return influence_job(state, _unpack(test), *args, **kwargs)
+
+# %% ../nbs/07_fastif.ipynb #e2242f2e
+@patch
+def pool(self:FastIF, workers:int=2,   # worker processes (W)
+         backend:str=None,             # 'gloo', 'nccl' or None (nccl if every worker has a GPU)
+         timeout:float=None,           # seconds for start-up and for each job (None: 3600, or the running pool's)
+        )->WorkerPool:                 # the running pool (a context manager that closes it)
+    "The persistent `WorkerPool` behind `explain(workers=W)`: started on first use, reused while W and the weights match."
+    key, p = (int(workers), fingerprint(self.top), self.task.weight_decay, id(self.train_cached)), getattr(self, '_pool', None)
+    if p is not None and p.alive and self._pool_key == key and backend in (None, p.backend) and timeout in (None, p.timeout): return p
+    if p is not None and not p.alive and p.closed_reason != 'closed by close()':
+        warnings.warn(f"FastIF's worker pool broke ({p.closed_reason or 'a worker died'}); starting a new one.")
+    self.close()
+    state = {k: v.detach().to('cpu', copy=True) for k, v in self.top.state_dict().items()}
+    self._pool = WorkerPool(workers, _top_setup, (self.model.config, state, self.n_frozen_layers, self.task.weight_decay,
+                            _pack(self.train_cached)), backend=backend, timeout=3600. if timeout is None else timeout)
+    self._pool_key = key
+    return self._pool
+
+@patch
+def close(self:FastIF):
+    "Stop the worker pool of `explain(workers=W)`, if any (a later parallel call starts a new one)."
+    if getattr(self, '_pool', None) is not None: self._pool.close()
+    self._pool = None
 
 @patch
 def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
-    "Influences of the cached test points on `workers` processes."
-    from fastif_nb.parallel import run_parallel
-    from fastif_nb.model import CachedDataset
-    strip = lambda c: CachedDataset(c.hidden_states, c.labels, c.n_frozen_layers)  # no source texts to pickle
-    return run_parallel(_parallel_worker, workers, args=(self.model.config, self.model.state_dict(), self.n_frozen_layers,
-                        self.task.weight_decay, strip(self.train_cached), strip(test_cached), solver, cand),
-                        batch_size=self.batch_size, method=method, progress=False)
+    "Influences of the cached test points on the persistent pool of `workers` processes."
+    return self.pool(workers).run(_cached_job, _pack(test_cached), solver, cand, batch_size=self.batch_size, method=method)
 
-# %% ../nbs/07_fastif.ipynb #fcd120b9
+# %% ../nbs/07_fastif.ipynb #c1405c2b
 @patch
 def to_dict(self:Explanation, top:int=5)->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."

