@@ -52,20 +52,28 @@ def floors(fif)->dict:
     sc = {k: scoring_seconds(fif, k or len(fif.train)) for k in (None, 3000, 1000)}
     return {name: (hv[cfg['batch_size'], cfg['depth'] * cfg['repeats']], sc[k]) for name, k, cfg, w in CONFIGS}, hv, sc
 
-def main(n_test=3, out_dir=Path(__file__).parent / 'results'):
+def lissa(cfg:dict, scale:float)->LiSSA:
+    "The LiSSA of a configuration (ORIG or FAST), with the damping, seed and scale every configuration shares."
+    return LiSSA(damping=0.01, seed=0, scale=scale, **cfg)
+
+def setup(n_test:int)->tuple:
+    "(FastIF on the cached MiniLM, dev-matched data, the first n_test dev rows that fit, one LiSSA scale for all configs)."
     model, tok, _ = train_or_load(num_labels=3, progress=False)
     fif = FastIF(model, tok, load_mnli('train'), n_frozen_layers=DEFAULT_FROZEN, progress=False)
     dev = load_mnli('dev_matched')
     idx = [i for i in range(200) if fif.fits(dev.subset([i]))[0]][:n_test]
-    scale = LiSSA(batch_size=1, damping=0.01, seed=0).resolve_scale(fif.task, fif.train_cached)  # one scale for all configs
+    return fif, dev, idx, LiSSA(batch_size=1, damping=0.01, seed=0).resolve_scale(fif.task, fif.train_cached)
+
+def main(n_test=3, out_dir=Path(__file__).parent / 'results'):
+    fif, dev, idx, scale = setup(n_test)
     res, startup = {}, None
     for name, k, cfg, w in CONFIGS:
         if w > 1:  # start the persistent workers once, outside the timed calls
-            t = time.perf_counter(); fif.explain(dev.subset([idx[0]]), k=k, solver=LiSSA(damping=0.01, seed=0, scale=scale, **cfg), workers=w)
+            t = time.perf_counter(); fif.explain(dev.subset([idx[0]]), k=k, solver=lissa(cfg, scale), workers=w)
             startup = time.perf_counter() - t
         ts = []
         for i in idx:
-            solver = LiSSA(damping=0.01, seed=0, scale=scale, **cfg)
+            solver = lissa(cfg, scale)
             t = time.perf_counter(); fif.explain(dev.subset([i]), k=k, solver=solver, workers=w); ts.append(time.perf_counter() - t)
         res[name] = ts
         print(name, [f'{x:.1f}' for x in ts], flush=True)
@@ -109,17 +117,13 @@ def write(fif, idx, res, fl, hv, sc, scale, startup, out_dir):
 
 def threads_vs_workers(n_test=3, out=Path(__file__).parent / 'results' / 'speed_threads.md'):
     "The fast configuration on one process with 1 and 2 torch threads vs W=2 single-threaded workers, side by side."
-    model, tok, _ = train_or_load(num_labels=3, progress=False)
-    fif = FastIF(model, tok, load_mnli('train'), n_frozen_layers=DEFAULT_FROZEN, progress=False)
-    dev = load_mnli('dev_matched')
-    idx = [i for i in range(200) if fif.fits(dev.subset([i]))[0]][:n_test]
-    scale = LiSSA(batch_size=1, damping=0.01, seed=0).resolve_scale(fif.task, fif.train_cached)
-    fif.explain(dev.subset([idx[0]]), k=1000, solver=LiSSA(damping=0.01, seed=0, scale=scale, **FAST), workers=2)  # start the pool
+    fif, dev, idx, scale = setup(n_test)
+    fif.explain(dev.subset([idx[0]]), k=1000, solver=lissa(FAST, scale), workers=2)  # start the pool
     res = {}
     for name, threads, w in [('1 process, 1 thread', 1, 1), ('1 process, 2 threads', 2, 1), ('W=2 workers, 1 thread each', 1, 2)]:
         torch.set_num_threads(threads); ts = []
         for i in idx:
-            t = time.perf_counter(); fif.explain(dev.subset([i]), k=1000, solver=LiSSA(damping=0.01, seed=0, scale=scale, **FAST), workers=w)
+            t = time.perf_counter(); fif.explain(dev.subset([i]), k=1000, solver=lissa(FAST, scale), workers=w)
             ts.append(time.perf_counter() - t)
         res[name] = ts; print(name, [f'{x:.1f}' for x in ts], flush=True)
     fif.close(); torch.set_num_threads(1)

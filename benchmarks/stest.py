@@ -44,19 +44,16 @@ def _predict(task, data)->torch.Tensor:
 def setup_real(n_correct:int, n_wrong:int)->dict:
     "The fine-tuned MiniLM on the MNLI sample, with test gradients of dev-matched points (correct first, then wrong)."
     from fastif_nb.finetune import train_or_load
-    from fastif_nb.model import DEFAULT_FROZEN, cache_prefix
+    from fastif_nb.model import DEFAULT_FROZEN
     from fastif_nb.data import load_mnli
     from fastif_nb.fastif import FastIF
     from fastif_nb.quality import pick_points
-    from fastif_nb.text import tokenize
     model, tok, _ = train_or_load(num_labels=3, progress=False)
     fif = FastIF(model, tok, load_mnli('train'), n_frozen_layers=DEFAULT_FROZEN, progress=False)
     dev = load_mnli('dev_matched')
     idx = pick_points(fif, dev, n_correct, n_wrong)
-    test = fif._as_dataset(dev.subset(idx))  # gold labels: the gradient is that of the test loss
-    cached = cache_prefix(fif.model, tokenize(test, fif.tokenizer, max_length=fif.max_length, too_long='error'),
-                          fif.n_frozen_layers, fif.batch_size, progress=False)
-    correct = (fif.predict(test).argmax(-1) == torch.as_tensor(test.labels)).tolist()
+    _, probs, target, cached = fif._prepare(dev.subset(idx))  # gold labels: the gradient is that of the test loss
+    correct = (probs.argmax(-1) == target).tolist()
     desc = (f'Fine-tuned MiniLM on the {len(fif.train):,}-pair MNLI sample, {fif.task.n_params:,} influence parameters above '
             f'{fif.n_frozen_layers} frozen layers; dev-matched rows {idx}')
     return dict(task=fif.task, train=fif.train_cached, test=cached, correct=correct, desc=desc)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
-# %% ../nbs/07_fastif.ipynb #cbfb4fe6
+# %% ../nbs/07_fastif.ipynb #456ce24e
 import time, warnings
 import numpy as np
 import torch
@@ -21,12 +21,12 @@ from .model import split_at, cache_prefix, CachedDataset
 from .knn import FeatureIndex, extract_features, fingerprint
 from .parallel import WorkerPool, influence_job, rank_device, to_device
 
-# %% ../nbs/07_fastif.ipynb #7ef126c6
+# %% ../nbs/07_fastif.ipynb #36f12c16
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "FastIF's fast s_test configuration: batch size 1, medium depth, few repetitions."
     return LiSSA(depth=depth, batch_size=1, repeats=repeats, damping=damping, scale='auto', seed=seed)
 
-# %% ../nbs/07_fastif.ipynb #6e1bdcdc
+# %% ../nbs/07_fastif.ipynb #6a0dd016
 class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
@@ -61,7 +61,7 @@ class FastIF:
     def __repr__(self): return (f"FastIF({len(self.train):,} training examples, {self.task.n_params:,} influence parameters "
                                 f"above {self.n_frozen_layers} frozen layers, {self.solver})")
 
-# %% ../nbs/07_fastif.ipynb #2de4f692
+# %% ../nbs/07_fastif.ipynb #a45e378f
 @patch
 def _features(self:FastIF, cached)->np.ndarray:
     "Final-representation features [N, d] of cached examples (pooling as in `extract_features`), running only the top."
@@ -79,7 +79,7 @@ def _features(self:FastIF, cached)->np.ndarray:
             for j, i in enumerate(idx): out[i] = f[j]
     return torch.stack(out).float().numpy()
 
-# %% ../nbs/07_fastif.ipynb #0e08af3e
+# %% ../nbs/07_fastif.ipynb #df018574
 @patch
 def _as_dataset(self:FastIF, examples)->TextPairDataset:
     "Test examples as a `TextPairDataset` with the training label names (label -1 where none was given)."
@@ -101,7 +101,7 @@ def predict(self:FastIF, examples)->torch.Tensor:
         b = tok.collate([tok[i] for i in range(len(tok))])
         return self.model(**{k: v for k, v in b.items() if k != 'labels'}).logits.softmax(-1)
 
-# %% ../nbs/07_fastif.ipynb #ed09530e
+# %% ../nbs/07_fastif.ipynb #072f7363
 @patch
 def fits(self:FastIF, examples)->torch.Tensor:
     "Which test examples fit in `max_length` tokens, as a bool tensor [m]."
@@ -109,7 +109,7 @@ def fits(self:FastIF, examples)->torch.Tensor:
     cut = set(tokenize(ds, self.tokenizer, max_length=self.max_length, too_long='truncate').truncated)
     return torch.tensor([i not in cut for i in range(len(ds))])
 
-# %% ../nbs/07_fastif.ipynb #046dc070
+# %% ../nbs/07_fastif.ipynb #f5ea6d78
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
@@ -118,7 +118,19 @@ class Explanation(InfluenceResult):
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = getattr(text_source(train), 'label_names', None)
 
-# %% ../nbs/07_fastif.ipynb #382b03a6
+# %% ../nbs/07_fastif.ipynb #b80437e6
+@patch
+def _prepare(self:FastIF, examples)->tuple:
+    "(test dataset with target labels, probabilities [m, C], targets [m], cached prefix states) for `examples`."
+    test = self._as_dataset(examples)
+    probs = self.predict(test)
+    gold = torch.as_tensor(test.labels)
+    target = torch.where(gold >= 0, gold, probs.argmax(-1))
+    test = TextPairDataset(test.texts_a, test.texts_b, target.tolist(), test.label_names)
+    test_tok = tokenize(test, self.tokenizer, max_length=self.max_length, too_long='error')
+    return test, probs, target, cache_prefix(self.model, test_tok, self.n_frozen_layers, self.batch_size, progress=False)
+
+# %% ../nbs/07_fastif.ipynb #a149c391
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
@@ -129,13 +141,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     "Influence of the k nearest training examples on each test example's loss."
     if int(workers) < 1: raise InfluenceInputError(f"workers must be >= 1; got {workers}.")
     t0 = time.perf_counter()
-    test = self._as_dataset(examples)
-    probs = self.predict(test)
-    gold = torch.as_tensor(test.labels)
-    target = torch.where(gold >= 0, gold, probs.argmax(-1))
-    test = TextPairDataset(test.texts_a, test.texts_b, target.tolist(), test.label_names)
-    test_tok = tokenize(test, self.tokenizer, max_length=self.max_length, too_long='error')
-    test_cached = cache_prefix(self.model, test_tok, self.n_frozen_layers, self.batch_size, progress=False)
+    test, probs, target, test_cached = self._prepare(examples)
     cand = None
     if k is not None:
         q = self._features(test_cached)
@@ -146,7 +152,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
-# %% ../nbs/07_fastif.ipynb #c8e837f5
+# %% ../nbs/07_fastif.ipynb #f2ded0db
 def _pack(cached:CachedDataset)->dict:
     "A `CachedDataset` as one flat tensor [ΣL, d] plus lengths and labels: one shared-memory block, no source texts."
     return dict(flat=torch.cat([h.detach().cpu() for h in cached.hidden_states]), lengths=cached.lengths.clone(),
@@ -156,7 +162,7 @@ def _unpack(packed:dict)->CachedDataset:
     "The `CachedDataset` of `_pack`; its examples are views of the flat tensor (no copies)."
     return CachedDataset(list(packed['flat'].split(packed['lengths'].tolist())), packed['labels'], packed['n_frozen_layers'])
 
-# %% ../nbs/07_fastif.ipynb #24bfacb5
+# %% ../nbs/07_fastif.ipynb #91222022
 def _top_setup(config,                 # the model's config
                top_state:dict,         # state dict of the model's `TopLayers` (a CPU copy)
                n_frozen_layers:int,    # where the model was split
@@ -177,7 +183,7 @@ def _cached_job(state:dict, test:dict, *args, **kwargs)->torch.Tensor:
     "Pool job on each worker: `influence_job` for packed cached test points."
     return influence_job(state, _unpack(test), *args, **kwargs)
 
-# %% ../nbs/07_fastif.ipynb #e2242f2e
+# %% ../nbs/07_fastif.ipynb #ed48db22
 @patch
 def pool(self:FastIF, workers:int=2,   # worker processes (W)
          backend:str=None,             # 'gloo', 'nccl' or None (nccl if every worker has a GPU)
@@ -206,7 +212,7 @@ def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
     "Influences of the cached test points on the persistent pool of `workers` processes."
     return self.pool(workers).run(_cached_job, _pack(test_cached), solver, cand, batch_size=self.batch_size, method=method)
 
-# %% ../nbs/07_fastif.ipynb #c1405c2b
+# %% ../nbs/07_fastif.ipynb #ff1c3707
 @patch
 def to_dict(self:Explanation, top:int=5)->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."

@@ -103,7 +103,7 @@ def run_quality(fif, test,          # FastIF object and the test examples
             'Full vs Full, another seed (ceiling)': (full2.scores, full_a),
             'Fast vs Fast, another seed (ceiling)': (fast2.scores, fast.scores)}
     corr = {name: correlations(a, b).assign(correct=ok) for name, (a, b) in rows.items()}
-    q = torch.as_tensor(fif.index.search(_features(fif, test), len(fif.train))[1])
+    q = torch.as_tensor(fif.index.search(fif._features(fif._prepare(test)[-1]), len(fif.train))[1])  # explain's kNN order, over all N
     rec = recall_table(q, full.scores, ks=ks, ms=ms)
     secs = dict(full=t_full, full_on_candidates=t_full2, fast=t_fast)
     if out_dir is not None:
@@ -113,13 +113,6 @@ def run_quality(fif, test,          # FastIF object and the test examples
     return corr, rec, secs
 
 # %% ../nbs/10_quality.ipynb #5a787809
-def _features(fif, test):
-    "kNN query features of test examples, as FastIF computes them."
-    from fastif_nb.text import tokenize
-    from fastif_nb.knn import extract_features
-    tok = tokenize(fif._as_dataset(test), fif.tokenizer, max_length=fif.max_length, too_long='error')
-    return extract_features(fif.model, tok, tok.collate, fif.pooling, progress=False)
-
 def _row(name:str, df:pd.DataFrame)->str:
     return f"| {name} | " + ' | '.join(f"{df[c].mean():.1f} ± {df[c].std(ddof=0):.1f}" for c in ('pearson', 'spearman', 'kendall')) + ' |'
 
