@@ -58,6 +58,9 @@ def copy_assets(out:Path):
     for f in (hm / 'dist').iterdir():
         if f.name == 'embed.js' or f.suffix in ('.woff', '.woff2', '.ttf', '.eot', '.svg'): shutil.copy2(f, w / f.name)
     shutil.copy2(NBS / 'styles.css', a / 'styles.css')
+    from jupyter_core.paths import jupyter_path  # JupyterLab's CSS, once for the site instead of inlined in each page
+    lab = next(Path(d) / 'lab' / 'static' for d in jupyter_path('nbconvert', 'templates') if (Path(d) / 'lab' / 'static').exists())
+    (a / 'jupyterlab.css').write_text((lab / 'index.css').read_text() + '\n' + (lab / 'theme-light.css').read_text())
 
 # ---------------------------------------------------------------- step 1: nbdev processing into _proc/
 def _proc_one(args):
@@ -155,6 +158,7 @@ TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 <script id="MathJax-script" src="assets/mathjax/tex-chtml.js" defer></script>
 {%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock -%}
+{%- block notebook_css -%}<link rel="stylesheet" href="assets/jupyterlab.css">{%- endblock notebook_css -%}
 {%- block html_head_css -%}<link rel="stylesheet" href="assets/styles.css">{%- endblock -%}
 {%- block body_header -%}
 <body class="jp-Notebook fif-page" data-jp-theme-light="true" data-jp-theme-name="JupyterLab Light">
@@ -191,7 +195,6 @@ def _prepare(nb:dict, doc_root:str='')->dict:
             c['source'] = '\n'.join(lines)
             if opts.get('echo') == 'false' or not c['source'].strip():
                 c.setdefault('metadata', {}).setdefault('tags', []).append('fif-no-input')
-                c['metadata']['transient'] = {'remove_source': True}
             for o in c.get('outputs', []):
                 md = o.get('data', {}).get('text/markdown')
                 if md is not None: o['data']['text/markdown'] = _fix_md(''.join(md) if isinstance(md, list) else md, doc_root)
@@ -199,7 +202,8 @@ def _prepare(nb:dict, doc_root:str='')->dict:
         cells.append(c)
     nb['cells'] = cells
     nb.setdefault('metadata', {})['fif_frontmatter'] = fm
-    return nb
+    import nbformat
+    return nbformat.from_dict(nb)
 
 def _fix_md(md:str, doc_root:str='')->str:
     "Pandoc link attributes dropped (`[source](url){target=...}`), doc links inside signature code blocks unlinked."
@@ -218,7 +222,7 @@ def _fix_html(html:str, doc_root:str)->str:
         elif u.startswith('_docs/'): u = u[len('_docs/'):]
         if not re.match(r'^[a-z]+:|^#|^/', u):
             path, _, frag = u.partition('#')
-            if path.endswith('.ipynb'): u = page_name(path) + ('#' + frag if frag else '')
+            if path.endswith('.ipynb'): u = page_name(path) + ('#' + frag.lower() if frag else '')  # ids are lower case
         return f'{m.group(1)}"{u}"'
     html = re.sub(r'(href=)"([^"]*)"', href, html)
     # nbconvert keeps heading case (`id="LiSSA"`); quarto and nbdev's doc links use lower case (`lissa.html#lissa`)
@@ -232,7 +236,7 @@ def render(procs:list, out:Path=OUT)->list:
     from nbconvert.preprocessors import TagRemovePreprocessor
     cfg = _settings()
     doc_root = (cfg.get('doc_host', '') + cfg.get('doc_baseurl', '')).rstrip('/') + '/'
-    nbs = [(p, _prepare(json.loads(p.read_text()), doc_root)) for p in procs]
+    nbs = [(p, _prepare(nbformat.reads(p.read_text(), as_version=4), doc_root)) for p in procs]  # reads joins lines
     pages = [dict(href=page_name(p.name), stem=p.stem.split('_')[0] if p.stem != 'index' else '',
                   title=nb['metadata']['fif_frontmatter'].get('title', p.stem)) for p, nb in nbs]
     for pg in pages: pg['title_html'] = _inline(pg['title'])
@@ -249,7 +253,7 @@ def render(procs:list, out:Path=OUT)->list:
         res = {'site': dict(title=cfg.get('title', 'docs'), pages=pages, current=page['href'],
                             page_title=_inline(fm.get('title', p.stem)), description=desc),
                'metadata': {'name': fm.get('title', p.stem)}}
-        body, _ = ex.from_notebook_node(nbformat.from_dict(nb), resources=res)
+        body, _ = ex.from_notebook_node(nb, resources=res)
         (out / page['href']).write_text(_fix_html(body, doc_root))
     return [out / pg['href'] for pg in pages]
 
@@ -278,7 +282,7 @@ def build(out:Path=OUT, workers:int=2, force:bool=False)->list:
     sidebar()
     procs = process(nbs, workers=workers, force=force)
     t1 = time.time()
-    if out.exists(): shutil.rmtree(out / 'assets', ignore_errors=True) if force else None
+    if force: shutil.rmtree(out / 'assets', ignore_errors=True)
     copy_assets(out)
     pages = render(procs, out)
     for old in set(out.glob('*.html')) - set(pages): old.unlink()  # pages of notebooks that no longer exist

@@ -4,7 +4,7 @@ Every page is served on 127.0.0.1 and every request to another host is blocked a
 all internal links (with their #anchors) are crawled; the API check lists every name in a module's `__all__` that
 has no rendered doc entry. Screenshots go to the test's tmp folder.
 """
-import ast, functools, http.server, importlib, inspect, json, re, subprocess, sys, threading
+import ast, functools, http.server, importlib, importlib.util, inspect, json, re, subprocess, sys, threading
 from collections import deque
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,12 +14,26 @@ import pytest
 from browser import offline_browser, offline_page
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / '.ci'))
-import docs  # .ci/docs.py
+_spec = importlib.util.spec_from_file_location('fastif_docs_build', ROOT / '.ci' / 'docs.py')
+docs = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(docs)  # .ci/docs.py
 
 def _num(p:Path):
     m = re.match(r'^(\d+)', p.stem)
     return int(m.group(1)) if m else None
+
+def test_link_rewriting():
+    "Notebook links and nbdev doc links become relative page links; private names lose their (dangling) doc link."
+    root = 'https://fastif-nb.github.io/fastif_nb/'
+    assert docs.page_name('02a_lissa.ipynb') == 'lissa.html' and docs.page_name('index.ipynb') == 'index.html'
+    assert docs.page_name('11a_apps_nli.ipynb') == 'apps_nli.html'
+    html = ('<a href="07_fastif.ipynb">a</a><a href="02a_lissa.ipynb#The-recursion">b</a><a href="_docs/index.html">c</a>'
+            f'<a href="{root}lissa.html#lissa">d</a><a href="https://github.com/x/y">e</a><h2 id="The-Recursion">r</h2>')
+    out = docs._fix_html(html, root)
+    for h in ('"fastif.html"', '"lissa.html#the-recursion"', '"index.html"', '"lissa.html#lissa"', '"https://github.com/x/y"',
+              'id="the-recursion"'): assert h in out, (h, out)
+    md = docs._fix_md(f'see [`_stream`]({root}lissa.html#_stream) and [`LiSSA`]({root}lissa.html#lissa)'
+                      '[source](https://github.com/a/b){target="_blank" style="float:right"}', root)
+    assert md == f'see `_stream` and [`LiSSA`]({root}lissa.html#lissa)[source](https://github.com/a/b)', md
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
@@ -62,6 +76,12 @@ def test_one_page_per_notebook_in_order(site, browser, shots):
         nav = page.eval_on_selector_all('nav.fif-sidebar li a', 'els => els.map(e => e.getAttribute("href"))')
         assert nav == expected, f'sidebar of {href} is not in the notebooks order'
         assert page.locator('nav.fif-sidebar li.fif-current a').get_attribute('href') == href
+        streams = [''.join(o['text']) for c in json.loads((docs.PROC / p.name).read_text())['cells']
+                   for o in c.get('outputs', []) if o.get('output_type') == 'stream' and o.get('name') == 'stdout']
+        if streams:  # saved printed output shows as the text it is (not e.g. the repr of its list of lines)
+            pres = page.eval_on_selector_all('.jp-OutputArea-output pre', 'els => els.map(e => e.innerText)')
+            first = streams[0].strip().splitlines()[0].strip()
+            assert any(t.strip().startswith(first) for t in pres), f'{href}: printed output {first!r} not shown'
         page.screenshot(path=str(shots / (href[:-5] + '.png')))
     assert blocked == [], f'requests off the site: {blocked}'
 
