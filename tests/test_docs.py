@@ -42,11 +42,8 @@ def site(tmp_path_factory):
     r = subprocess.run([sys.executable, str(ROOT / '.ci' / 'docs.py'), '--out', str(out)], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *a): pass
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(out)))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield out, f'http://127.0.0.1:{srv.server_port}/'
+    srv, base = _serve(out)
+    yield out, base
     srv.shutdown()
 
 @pytest.fixture(scope='module')
@@ -77,6 +74,7 @@ def test_one_page_per_notebook_in_order(site, browser, shots):
         assert nav == expected, f'sidebar of {href} is not in the notebooks order'
         assert page.locator('nav.fif-sidebar li.fif-current a').get_attribute('href') == href
         streams = [''.join(o['text']) for c in json.loads((docs.PROC / p.name).read_text())['cells']
+                   if not re.search(r'#\|\s*(output|include):\s*false', ''.join(c['source']))
                    for o in c.get('outputs', []) if o.get('output_type') == 'stream' and o.get('name') == 'stdout']
         if streams:  # saved printed output shows as the text it is (not e.g. the repr of its list of lines)
             pres = page.eval_on_selector_all('.jp-OutputArea-output pre', 'els => els.map(e => e.innerText)')
@@ -85,33 +83,50 @@ def test_one_page_per_notebook_in_order(site, browser, shots):
         page.screenshot(path=str(shots / (href[:-5] + '.png')))
     assert blocked == [], f'requests off the site: {blocked}'
 
-def test_crawl_internal_links(site, browser):
-    "Every internal link of every page leads to a page that exists, and to an element with the #anchor it names."
-    out, base = site
-    blocked = []
-    page = offline_page(browser, blocked)
-    seen, queue, anchors, broken, images = set(), deque([base + 'index.html']), {}, [], []
+def _serve(folder):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a): pass
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f'http://127.0.0.1:{srv.server_port}/'
+
+def _crawl(page, base:str):
+    "Breadth-first over the internal links from index.html: (pages seen, broken links and pages, image widths)."
+    seen, queue, ids, wanted, broken, images = set(), deque([base + 'index.html']), {}, [], [], []
     while queue:
         url = queue.popleft()
         if url in seen: continue
         seen.add(url)
         resp = _open(page, url)
         if resp is None or resp.status != 200: broken.append(f'{url}: HTTP {resp and resp.status}'); continue
-        anchors[url] = set(page.eval_on_selector_all('[id]', 'els => els.map(e => e.id)'))
+        ids[url] = set(page.eval_on_selector_all('[id]', 'els => els.map(e => e.id)'))
         images += [(url, w) for w in page.eval_on_selector_all('img', 'els => els.map(e => e.naturalWidth)')]
         for href in page.eval_on_selector_all('a[href]', 'els => els.map(e => e.href)'):
             u, frag = urldefrag(href)
             if not u.startswith(base): continue
-            if frag: anchors.setdefault(('want', u), set()).add((frag, url))
+            if frag: wanted.append((url, u, frag))
             if u not in seen: queue.append(u)
-    for key, wants in list(anchors.items()):
-        if isinstance(key, tuple):
-            for frag, src in wants:
-                if frag not in anchors.get(key[1], set()): broken.append(f'{src} -> {key[1]}#{frag}: no such anchor')
+    broken += [f'{src} -> {u}#{frag}: no such anchor' for src, u, frag in wanted if u in ids and frag not in ids[u]]
+    return seen, broken, images
+
+def test_crawl_internal_links(site, browser):
+    "Every internal link of every page leads to a page that exists, and to an element with the #anchor it names."
+    out, base = site
+    blocked = []
+    seen, broken, images = _crawl(offline_page(browser, blocked), base)
     assert not broken, 'broken internal links:\n' + '\n'.join(sorted(broken))
     assert {urlsplit(u).path.lstrip('/') for u in seen} >= {docs.page_name(p.name) for p in docs.notebooks()}
     assert images and all(w > 0 for _, w in images), f'images that did not load: {[u for u, w in images if not w]}'
     assert blocked == [], f'requests off the site: {blocked}'
+
+def test_crawl_finds_broken_links(tmp_path, browser):
+    "The crawler itself: a missing page and a missing anchor are both reported."
+    (tmp_path / 'index.html').write_text('<a href="a.html#here">a</a> <a href="a.html#gone">b</a> <a href="missing.html">c</a>')
+    (tmp_path / 'a.html').write_text('<h2 id="here">x</h2>')
+    srv, base = _serve(tmp_path)
+    try: seen, broken, _ = _crawl(offline_page(browser, []), base)
+    finally: srv.shutdown()
+    assert sorted(broken) == sorted([f'{base}missing.html: HTTP 404', f'{base}index.html -> {base}a.html#gone: no such anchor'])
 
 def _nav(site, browser, shots, target:Path, name:str):
     out, base = site
