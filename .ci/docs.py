@@ -26,8 +26,13 @@ def page_name(nb_name:str)->str:
 
 def notebooks(path:Path=NBS)->list:
     "Notebooks of the site in nbdev's sidebar order (index first, then by name: 00, 01, 02, 02a, 02b, ...)."
-    nbs = [p for p in path.glob('*.ipynb') if not p.name.startswith(('_', '.'))]
-    return sorted(nbs, key=lambda p: (p.stem != 'index', p.name.lower()))
+    nbs = sorted([p for p in path.glob('*.ipynb') if not p.name.startswith(('_', '.'))],
+                 key=lambda p: (p.stem != 'index', p.name.lower()))
+    pages = {}
+    for p in nbs: pages.setdefault(page_name(p.name), []).append(p.name)
+    clash = {k: v for k, v in pages.items() if len(v) > 1}
+    if clash: sys.exit(f'notebooks that would share a page (nbdev drops the number prefix): {clash}; rename one')
+    return nbs
 
 # ---------------------------------------------------------------- assets (install step: npm, never at build time)
 def fetch_assets():
