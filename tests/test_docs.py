@@ -39,6 +39,8 @@ def test_link_rewriting():
 def site(tmp_path_factory):
     "Build the site (one command, as a user runs it) and serve it on 127.0.0.1."
     out = tmp_path_factory.mktemp('site')
+    if not (docs.ASSETS / 'mathjax' / '.version').exists() or not (docs.ASSETS / 'html-manager' / '.version').exists():
+        docs.fetch_assets()  # the install step (.ci/run does it first); a fresh clone's first test run does it here
     r = subprocess.run([sys.executable, str(ROOT / '.ci' / 'docs.py'), '--out', str(out)], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
