@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from fastif_nb.lissa import LiSSA, LiSSADivergedError
-from fastif_nb.influence import test_gradients
+from fastif_nb.influence import query_gradients
 
 RESULTS = Path(__file__).parent / 'results'
 _G = {}  # the problem, set before forking so workers inherit it instead of unpickling 0.7 GB of cached states
@@ -255,7 +255,7 @@ def main(argv=None):
     print('setting up ...', flush=True)
     info = (setup_smoke if a.smoke else setup_real)(*a.points)
     if len(info['correct']) == 0: raise SystemExit('No test points: ask for at least one with --points.')
-    V = test_gradients(info['task'], info['test']).T.contiguous()
+    V = query_gradients(info['task'], info['test']).T.contiguous()
     _G.update(task=info['task'], train=info['train'], V=V)
     scale = a.scale or LiSSA(batch_size=1, damping=damping, seed=0).resolve_scale(info['task'], info['train'])
     cfg = _G['cfg'] = dict(depth=depth, checkpoints=Js, repeats=a.repeats, damping=damping, scale=scale, m=V.shape[1],

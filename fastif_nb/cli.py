@@ -10,7 +10,7 @@ __all__ = ['COMMANDS', 'parser', 'cache_dir', 'load_model', 'train_data', 'solve
 import argparse, json, os, sys, time
 from pathlib import Path
 import torch
-from .task import InfluenceInputError
+from .errors import InfluenceInputError
 from .lissa import LiSSA
 
 # %% ../nbs/09_cli.ipynb #20d3b1cc
@@ -31,7 +31,7 @@ def _solver_args(p:argparse.ArgumentParser):
     "Options of the kNN and the LiSSA inverse-HVP (FastIF's speed knobs)."
     g = p.add_argument_group('FastIF settings')
     g.add_argument('--k', type=int, default=1000, help='score only the k nearest training examples (default 1000); 0 = all (Full)')
-    g.add_argument('--top', type=int, default=3, help='how many helpful and harmful examples to show (default 3)')
+    g.add_argument('-n', '--n', '--top', dest='n', type=int, default=3, metavar='N', help='how many helpful and harmful examples to show (default 3)')
     g.add_argument('--depth', type=int, default=1000, metavar='J', help='LiSSA recursion depth (default 1000)')
     g.add_argument('--batch-size', type=int, default=1, metavar='B', help='LiSSA Hessian batch size (default 1, as FastIF)')
     g.add_argument('--repeats', type=int, default=1, metavar='T', help='LiSSA repetitions averaged (default 1)')
@@ -125,8 +125,8 @@ def _explain(fif, args, examples):
 
 def _report(ex, args):
     "Print an explanation as a report or as JSON."
-    if args.json: print(json.dumps(ex.to_dict(args.top), indent=1, ensure_ascii=False))
-    else: ex.show(top=args.top)
+    if args.json: print(json.dumps(ex.to_dict(args.n), indent=1, ensure_ascii=False))
+    else: ex.show(n=args.n)
 
 def cmd_explain(args):
     "fastif explain"

@@ -12,9 +12,10 @@ import torch
 from tqdm.auto import tqdm
 import pandas as pd
 from fastcore.basics import patch
-from .task import ClassificationTask, InfluenceInputError
+from .errors import InfluenceInputError
+from .task import ClassificationTask
 from .lissa import LiSSA
-from .influence import InfluenceResult, compute_influences, _describe, text_source
+from .influence import InfluenceResult, influence, _describe, text_source
 from .data import TextPairDataset, as_text_pair_dataset
 from .text import tokenize
 from .model import split_at, cache_prefix, CachedDataset
@@ -135,7 +136,7 @@ def _prepare(self:FastIF, examples)->tuple:
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
             solver=None,              # override the inverse-HVP solver for this call
-            method:str='auto',        # candidate scoring method (see `score_candidates`)
+            score_method:str='auto',        # candidate scoring method (see `score_candidates`)
             workers:int=1,            # >1: LiSSA repetitions and scoring on this many persistent processes (`FastIF.pool`)
            )->Explanation:
     "Influence of the k nearest training examples on each test example's loss."
@@ -146,9 +147,9 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     if k is not None:
         q = self._features(test_cached)
         cand = torch.as_tensor(self.index.search(q, k)[1]).reshape(len(test), -1)
-    if workers > 1: scores = self._parallel(test_cached, solver or self.solver, cand, workers, method)
-    else: scores = compute_influences(self.task, self.train_cached, test_cached, solver or self.solver, cand,
-                                      batch_size=self.batch_size, method=method, progress=self.progress)
+    if workers > 1: scores = self._parallel(test_cached, solver or self.solver, cand, workers, score_method)
+    else: scores = influence(self.task, self.train_cached, test_cached, solver or self.solver, cand,
+                                      batch_size=self.batch_size, score_method=score_method, progress=self.progress).scores
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
@@ -208,13 +209,14 @@ def close(self:FastIF):
     self._pool = None
 
 @patch
-def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
+def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str):
     "Influences of the cached test points on the persistent pool of `workers` processes."
-    return self.pool(workers).run(_cached_job, _pack(test_cached), solver, cand, batch_size=self.batch_size, method=method)
+    return self.pool(workers).run(_cached_job, _pack(test_cached), solver, cand, batch_size=self.batch_size, score_method=score_method)
 
 # %% ../nbs/07_fastif.ipynb #ff1c3707
 @patch
-def to_dict(self:Explanation, top:int=5)->list:
+def to_dict(self:Explanation, n:int=5, # helpful and harmful training examples per test example
+           )->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."
     names, out = self.label_names, []
     for j in range(len(self)):
@@ -222,14 +224,16 @@ def to_dict(self:Explanation, top:int=5)->list:
         item = lambda i, s: dict(train_index=i, influence=s, text=_describe(self.train, i))
         out.append(dict(premise=t['text_a'], hypothesis=t.get('text_b'), target=names[int(self.target[j])],
                         predicted=names[int(self.probs[j].argmax())], probability=float(self.probs[j].max()), k=self.k,
-                        helpful=[item(i, s) for i, s in self.helpful(top, j)], harmful=[item(i, s) for i, s in self.harmful(top, j)]))
+                        helpful=[item(i, s) for i, s in self.helpful(n, j)], harmful=[item(i, s) for i, s in self.harmful(n, j)]))
     return out
 
 @patch
-def show(self:Explanation, top:int=3, width:int=110):
+def show(self:Explanation, n:int=3, # helpful and harmful training examples per test example
+         width:int=110, # characters per line
+        ):
     "Print a readable report of the explanation."
     cut = lambda s: s if len(s) <= width else s[:width - 1] + '…'
-    for j, d in enumerate(self.to_dict(top)):
+    for j, d in enumerate(self.to_dict(n)):
         ok = 'correct' if d['target'] == d['predicted'] else 'WRONG'
         print(cut(f"[{j}] {d['premise']} ‖ {d['hypothesis']}"))
         print(f"    label: {d['target']}  predicted: {d['predicted']} ({d['probability']:.2f}, {ok})  candidates: {d['k'] or 'all'}")

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .task import ClassificationTask, InfluenceInputError
+from .errors import InfluenceInputError
+from .task import ClassificationTask
 from .data import load_mnli
 from .text import tokenize, length_sorted_batches
 from .model import (DEFAULT_FROZEN, CachedDataset, cache_prefix, freeze, load_classifier, n_layers, split_at, _check_n,

@@ -13,6 +13,7 @@ from math import perm, prod
 from numbers import Integral
 from pathlib import Path
 import pandas as pd
+from .errors import InfluenceInputError
 
 # %% ../nbs/04a_hans.ipynb #77605bdb
 Subcase = namedtuple('Subcase', 'heuristic label template')
@@ -182,7 +183,7 @@ _add('ce_adverb', 2, (('factive_adverbs',1), _VT), lambda a,b,r,v: (
 
 # %% ../nbs/04a_hans.ipynb #173d6bab
 def _check_subcase(s):
-    if s not in HANS_SUBCASES: raise ValueError(
+    if s not in HANS_SUBCASES: raise InfluenceInputError(
         f"Unknown HANS subcase {s!r}. Use one of the 30 keys of HANS_SUBCASES, e.g. {list(HANS_SUBCASES)[:3]}.")
 
 def hans_capacity(subcase:str, # a key of `HANS_SUBCASES`
@@ -229,10 +230,10 @@ def _spans(binary_parse):
     for tok in binary_parse.split():
         if tok == '(': stack.append(len(leaves))
         elif tok == ')':
-            if not stack: raise ValueError(f"Unbalanced ')' in binary parse {binary_parse!r}; pass a sentence1_binary_parse.")
+            if not stack: raise InfluenceInputError(f"Unbalanced ')' in binary parse {binary_parse!r}; pass a sentence1_binary_parse.")
             spans.append(leaves[stack.pop():])
         else: leaves.append(tok.lower()); spans.append(leaves[-1:])
-    if stack: raise ValueError(f"Unclosed '(' in binary parse {binary_parse!r}; pass a sentence1_binary_parse.")
+    if stack: raise InfluenceInputError(f"Unclosed '(' in binary parse {binary_parse!r}; pass a sentence1_binary_parse.")
     return spans
 
 def is_constituent(parse1:str, # premise binary parse, e.g. "( ( The cats ) ( slept . ) )"
@@ -260,13 +261,13 @@ def generate_hans(n_per_subcase:int=10, # rows per subcase
                  )->pd.DataFrame:       # rows in the real HANS columns, pairIDs "gen0", "gen1", ...
     "A seeded HANS-style set: `n_per_subcase` template-generated pairs for each subcase."
     if not isinstance(n_per_subcase, Integral) or n_per_subcase < 1:
-        raise ValueError(f"n_per_subcase must be an integer >= 1, got {n_per_subcase!r}.")
+        raise InfluenceInputError(f"n_per_subcase must be an integer >= 1, got {n_per_subcase!r}.")
     subcases = list(HANS_SUBCASES) if subcases is None else [subcases] if isinstance(subcases, str) else list(subcases)
     for s in subcases: _check_subcase(s)
     rows = []
     for s in subcases:
         cap, rng = hans_capacity(s), random.Random(f'{seed}-{s}')
-        if unique and n_per_subcase > cap: raise ValueError(
+        if unique and n_per_subcase > cap: raise InfluenceInputError(
             f"{s!r}: the vocabulary allows only {cap} distinct pairs, but n_per_subcase={n_per_subcase} were asked "
             f"with unique=True. Ask for at most {cap} or pass unique=False.")
         idx = rng.sample(range(cap), n_per_subcase) if unique else [rng.randrange(cap) for _ in range(n_per_subcase)]

