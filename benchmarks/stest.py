@@ -60,7 +60,7 @@ def setup_real(n_correct:int, n_wrong:int)->dict:
 
 def setup_smoke(n_correct:int, n_wrong:int)->dict:
     "A tiny random float64 BERT with a cached prefix (seconds); its own predictions define correct/wrong."
-    from fastif_nb.parallel import demo_cached_problem
+    from fastif_nb.testing import demo_cached_problem
     task, train, test, _, _ = demo_cached_problem(n_train=48, n_test=16, seed=0)
     ok = (_predict(task, test) == test.labels).tolist()
     pick = [i for i, o in enumerate(ok) if o][:n_correct] + [i for i, o in enumerate(ok) if not o][:n_wrong]

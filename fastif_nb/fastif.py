@@ -15,12 +15,13 @@ from fastcore.basics import patch
 from .errors import InfluenceInputError
 from .task import ClassificationTask
 from .lissa import LiSSA
-from .influence import InfluenceResult, influence, _describe, text_source
+from .influence import InfluenceResult, influence
 from .data import TextPairDataset, as_text_pair_dataset
 from .text import tokenize
 from .model import split_at, cache_prefix, CachedDataset
 from .knn import FeatureIndex, extract_features, fingerprint
-from .parallel import WorkerPool, influence_job, rank_device, to_device
+from .distributed import rank_device
+from .parallel import WorkerPool, influence_job
 
 # %% ../nbs/07_fastif.ipynb #36f12c16
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
@@ -177,7 +178,7 @@ def _top_setup(config,                 # the model's config
     top.to(next(v for v in top_state.values() if v.is_floating_point()).dtype).load_state_dict(top_state)
     train = _unpack(train)
     task = ClassificationTask(top, weight_decay=weight_decay, collate_fn=train.collate)
-    if rank_device().type == 'cuda': to_device(task, rank_device())
+    if rank_device().type == 'cuda': task.to(rank_device())
     return dict(task=task, train=train)
 
 def _cached_job(state:dict, test:dict, *args, **kwargs)->torch.Tensor:
@@ -221,7 +222,7 @@ def to_dict(self:Explanation, n:int=5, # helpful and harmful training examples p
     names, out = self.label_names, []
     for j in range(len(self)):
         t = self.test[j]
-        item = lambda i, s: dict(train_index=i, influence=s, text=_describe(self.train, i))
+        item = lambda i, s: dict(train_index=i, influence=s, text=self.describe(i))
         out.append(dict(premise=t['text_a'], hypothesis=t.get('text_b'), target=names[int(self.target[j])],
                         predicted=names[int(self.probs[j].argmax())], probability=float(self.probs[j].max()), k=self.k,
                         helpful=[item(i, s) for i, s in self.helpful(n, j)], harmful=[item(i, s) for i, s in self.harmful(n, j)]))

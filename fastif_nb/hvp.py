@@ -10,7 +10,7 @@ import torch
 from torch.func import grad, jvp, vmap
 from tqdm.auto import tqdm
 from .errors import InfluenceInputError
-from .task import ClassificationTask, _check_finite
+from .task import Task, _check_finite
 
 # %% ../nbs/01_hvp.ipynb #020f5740
 def _as_matrix(V:torch.Tensor, p:int):
@@ -37,13 +37,13 @@ def _loss_hvp_double(task, batch, flat, V):
     return hv.T if V.shape[1] > 1 else hv[:, None]
 
 # %% ../nbs/01_hvp.ipynb #0cf074f3
-def reg_hvp(task:ClassificationTask, M:torch.Tensor)->torch.Tensor:
+def reg_hvp(task:Task, M:torch.Tensor)->torch.Tensor:
     "Product of the decay term's Hessian (2·weight_decay on decayed coordinates) with the columns of `M`."
     return (2 * task.weight_decay) * task.decay_mask.to(M.device, M.dtype)[:, None] * M
 
 HVP_METHODS = {'fwd-rev': _loss_hvp_fwdrev, 'double-backward': _loss_hvp_double}
 
-def hvp(task:ClassificationTask, # the task
+def hvp(task:Task, # the task
         batch,                   # a collated batch
         V:torch.Tensor,          # vector(s): [p] or [p, m]
         hvp_method:str='double-backward', # 'double-backward' or 'fwd-rev' (see the benchmark)
@@ -58,7 +58,7 @@ def hvp(task:ClassificationTask, # the task
     return HV[:, 0] if single else HV
 
 # %% ../nbs/01_hvp.ipynb #6244e9d3
-def data_hvp(task:ClassificationTask, # the task
+def data_hvp(task:Task, # the task
              data,                    # map-style training dataset
              V:torch.Tensor,          # vector(s): [p] or [p, m]
              batch_size:int=64,       # examples per HVP batch

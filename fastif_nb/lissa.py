@@ -11,10 +11,11 @@ import torch
 import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from .errors import InfluenceInputError
-from .task import ClassificationTask
+from .task import Task
 from .hvp import hvp, top_eigenvalue
 from .solvers import Solver
 from .errors import LiSSADivergedError
+from .distributed import world, _attempt, _any_rank, _from_rank0
 
 # %% ../nbs/02a_lissa.ipynb #c9c52475
 def _check_lissa(h, vn, j, growth, scale, damping, top):
@@ -59,7 +60,7 @@ class LiSSA(Solver):
 from fastcore.basics import patch
 
 @patch
-def resolve_scale(self:LiSSA, task:ClassificationTask, train)->float:
+def resolve_scale(self:LiSSA, task:Task, train)->float:
     "The scale to use: the given float, or an estimate from the top eigenvalue of sampled batch Hessians."
     self.top_eigenvalue_ = None
     if self.scale != 'auto':
@@ -78,7 +79,7 @@ def resolve_scale(self:LiSSA, task:ClassificationTask, train)->float:
 
 # %% ../nbs/02a_lissa.ipynb #7e97a781
 @patch
-def run_repeats(self:LiSSA, task:ClassificationTask, # the task
+def run_repeats(self:LiSSA, task:Task, # the task
                 train,                 # training dataset
                 V:torch.Tensor,        # right-hand sides [p, m]
                 repeats,               # which repetition indices t to run
@@ -104,14 +105,22 @@ def run_repeats(self:LiSSA, task:ClassificationTask, # the task
     return total
 
 @patch
+def _rescaled(self:LiSSA, run, err=None)->tuple:
+    "(run(), None) or (None, error); under scale='auto' a divergence (on any rank) grows `scale_` 4× and reruns."
+    for attempt in range(self.max_rescale + 1):
+        out, e = (None, err) if err is not None else _attempt(run)
+        if self.scale == 'auto' and attempt < self.max_rescale and _any_rank(isinstance(e, LiSSADivergedError)):
+            self.scale_ *= 4  # every rank does the same
+            if world()[0] == 0: warnings.warn(f"LiSSA diverged with the estimated scale; retrying with scale={self.scale_:.4g}")
+            continue
+        return out, e
+
+@patch
 def with_rescale(self:LiSSA, run):
     "Call `run()`; if it diverges under scale='auto', grow `scale_` 4× and retry (at most `max_rescale` times)."
-    for attempt in range(self.max_rescale + 1):
-        try: return run()
-        except LiSSADivergedError:
-            if self.scale != 'auto' or attempt == self.max_rescale: raise
-            self.scale_ *= 4
-            warnings.warn(f"LiSSA diverged with the estimated scale; retrying with scale={self.scale_:.4g}")
+    out, err = self._rescaled(run)
+    if err is not None: raise err  # re-raise of run()'s own error
+    return out
 
 @patch
 def _solve(self:LiSSA, task, train, V, progress):
@@ -119,6 +128,20 @@ def _solve(self:LiSSA, task, train, V, progress):
     X = self.with_rescale(lambda: self.run_repeats(task, train, V, range(self.repeats), progress)) / self.repeats
     self.snapshots_ = {j: sum(r[j] for r in self.repeat_snapshots_.values()) / self.repeats for j in self.checkpoints}
     return X
+
+@patch
+def _solve_part(self:LiSSA, task, train, V, err, progress)->tuple:
+    "In a process group: this rank's repetitions (t % W == rank) summed and divided by T, as (part, error)."
+    rank, W = world()
+    if self.scale != 'auto': self.resolve_scale(task, train)
+    else:  # rank 0 runs the seeded power iteration; every rank then uses its bit-identical scale
+        _, e = _attempt(self.resolve_scale, task, train) if rank == 0 else (None, None)
+        self.scale_, top = _from_rank0([getattr(self, 'scale_', 0.), self.top_eigenvalue_ or 0.] if rank == 0 else [0., 0.], e,
+                                       "the LiSSA scale estimate (rank 0)")
+        self.top_eigenvalue_ = top
+    mine = range(rank, self.repeats, W)
+    part, err = self._rescaled(lambda: self.run_repeats(task, train, V, mine, progress) if len(mine) else torch.zeros_like(V), err)
+    return (None if part is None else part / self.repeats), err
 
 # %% ../nbs/02a_lissa.ipynb #cb9e9c83
 @patch

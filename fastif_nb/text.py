@@ -13,7 +13,8 @@ from .data import TextPairDataset
 from .errors import InfluenceInputError, InputTypeError
 
 # %% auto #0
-__all__ = ['TokenizedDataset', 'tokenize', 'pad_collate', 'length_sorted_batches', 'LengthSortedBatchSampler', 'padding_fraction']
+__all__ = ['TokenizedDataset', 'tokenize', 'pad_collate', 'length_sorted_batches', 'LengthSortedBatchSampler', 'text_source',
+           'describe_item', 'padding_fraction']
 
 # %% ../nbs/04b_text.ipynb #6584d0b2
 class TokenizedDataset(Dataset):
@@ -138,6 +139,23 @@ class LengthSortedBatchSampler(Sampler):
         batches = length_sorted_batches(self.lengths, self.batch_size, self.shuffle, self.seed + self.epoch)
         if self.shuffle: self.epoch += 1
         return iter(batches)
+
+# %% ../nbs/04b_text.ipynb #15597e32
+def text_source(data):
+    "The dataset of texts behind `data`, following `.source` links (cached -> tokenised -> texts), or None."
+    src = data if hasattr(data, 'label_names') and hasattr(data, 'texts_a') else getattr(data, 'source', None)
+    while src is not None and not hasattr(src, 'label_names') and hasattr(src, 'source'): src = src.source
+    return src
+
+def describe_item(data,   # a text, tokenised or cached dataset
+                  i:int,  # index of the example
+                 )->str:  # "premise ‖ hypothesis [label]", or '' without source texts
+    "A short text for example `i` of `data`: its texts and label name, found through `text_source`."
+    src = text_source(data)
+    if src is None: return ''
+    it = src[i]
+    lab = src.label_names[it['label']] if getattr(src, 'label_names', None) else it['label']
+    return f"{it['text_a']} ‖ {it['text_b']} [{lab}]" if it.get('text_b') is not None else f"{it['text_a']} [{lab}]"
 
 # %% ../nbs/04b_text.ipynb #647304c5
 def padding_fraction(lengths,       # number of tokens of each example
