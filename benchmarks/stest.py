@@ -47,11 +47,10 @@ def setup_real(n_correct:int, n_wrong:int)->dict:
     from fastif_nb.model import DEFAULT_FROZEN
     from fastif_nb.data import load_mnli
     from fastif_nb.fastif import FastIF
-    from fastif_nb.quality import pick_points
     model, tok, _ = train_or_load(num_labels=3, progress=False)
     fif = FastIF(model, tok, load_mnli('train'), n_frozen_layers=DEFAULT_FROZEN, progress=False)
     dev = load_mnli('dev_matched')
-    idx = pick_points(fif, dev, n_correct, n_wrong)
+    idx = fif.pick_points(dev, n_correct, n_wrong)
     _, probs, target, cached = fif._prepare(dev.subset(idx))  # gold labels: the gradient is that of the test loss
     correct = (probs.argmax(-1) == target).tolist()
     desc = (f'Fine-tuned MiniLM on the {len(fif.train):,}-pair MNLI sample, {fif.task.n_params:,} influence parameters above '

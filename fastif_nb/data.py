@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+from fastcore.basics import patch
 from .errors import InfluenceInputError, InputTypeError, InputIndexError, MissingFileError
 
 # %% auto #0
@@ -107,18 +108,21 @@ class TextPairDataset(Dataset):
                 "label": self.labels[i], **{k: v[i] for k, v in self.extra.items()}}
 
 # %% ../nbs/04_data.ipynb #d556d1d9
-def _ds_label_counts(self)->dict:
+@patch
+def label_counts(self:TextPairDataset)->dict:
     "Number of rows per label name, in label order."
     c = Counter(self.labels)
     return {n: c[i] for i, n in enumerate(self.label_names)}
 
-def _ds_to_pandas(self)->pd.DataFrame:
+@patch
+def to_pandas(self:TextPairDataset)->pd.DataFrame:
     "The dataset as a DataFrame: texts, label id, label name and the extra columns."
     d = {"text_a": self.texts_a, **({} if self.texts_b is None else {"text_b": self.texts_b}),
          "label": self.labels, "label_name": [self.label_names[l] for l in self.labels], **self.extra}
     return pd.DataFrame(d)
 
-def _ds_subset(self, indices)->TextPairDataset:
+@patch
+def subset(self:TextPairDataset, indices)->TextPairDataset:
     "A new dataset with the rows at `indices` (ints, or a boolean mask of length `len(self)`)."
     idx = indices.tolist() if hasattr(indices, "tolist") else list(indices)
     if idx and all(isinstance(b, bool) for b in idx):
@@ -130,8 +134,6 @@ def _ds_subset(self, indices)->TextPairDataset:
     pick = lambda col: [col[i] for i in idx]
     return TextPairDataset(pick(self.texts_a), None if self.texts_b is None else pick(self.texts_b), pick(self.labels),
                            self.label_names, {k: pick(v) for k, v in self.extra.items()}, self.name)
-
-TextPairDataset.label_counts, TextPairDataset.to_pandas, TextPairDataset.subset = _ds_label_counts, _ds_to_pandas, _ds_subset
 
 def _ds_header(self)->str:
     "One line: name, size, label counts and extra columns."
@@ -147,8 +149,11 @@ def _ds_preview(self, n=5)->pd.DataFrame:
         if df[c].map(lambda v: isinstance(v, str)).all(): df[c] = df[c].map(_short)
     return df
 
-TextPairDataset.__repr__ = lambda self: _ds_header(self) + "\n" + _ds_preview(self).to_string()
-TextPairDataset._repr_html_ = lambda self: f"<p>{html.escape(_ds_header(self))}</p>" + _ds_preview(self).to_html()
+@patch
+def __repr__(self:TextPairDataset): return _ds_header(self) + "\n" + _ds_preview(self).to_string()
+
+@patch
+def _repr_html_(self:TextPairDataset): return f"<p>{html.escape(_ds_header(self))}</p>" + _ds_preview(self).to_html()
 
 # %% ../nbs/04_data.ipynb #cfbaf639
 def data_path(*parts:str)->Path:  # parts joined below the data folder

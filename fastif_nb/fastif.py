@@ -17,9 +17,9 @@ from .task import ClassificationTask
 from .lissa import LiSSA
 from .influence import InfluenceResult, influence
 from .data import TextPairDataset, as_text_pair_dataset
-from .text import tokenize
-from .model import split_at, cache_prefix, CachedDataset
-from .knn import FeatureIndex, extract_features, fingerprint
+from .text import tokenize, text_source, describe_item
+from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset
+from .knn import FeatureIndex, fingerprint, pool_states
 from .distributed import rank_device
 from .parallel import WorkerPool, influence_job
 
@@ -33,7 +33,7 @@ class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
                  train:TextPairDataset,          # training texts and labels
-                 n_frozen_layers:int=5,          # embeddings + this many layers are frozen (cached once; the fine-tuning default)
+                 n_frozen_layers:int=DEFAULT_FROZEN, # embeddings + this many layers are frozen (cached once; the fine-tuning default)
                  weight_decay:float=0.005,       # the training objective's weight decay (enters the Hessian)
                  solver=None,                    # inverse-HVP solver (default: `fast_lissa()`)
                  pooling:str='cls',              # feature for the kNN: 'cls', 'mean' or 'pooler'
@@ -75,9 +75,7 @@ def _features(self:FastIF, cached)->np.ndarray:
             b = cached.collate([cached[i] for i in idx])
             h, mask = b['hidden_states'], b['attention_mask']
             h = _run_layers(body.encoder.layer.values(), h, _attn_mask(self.top.config, h, mask))
-            if self.pooling == 'cls': f = h[:, 0]
-            elif self.pooling == 'mean': f = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-            else: f = body.pooler(h)
+            f = pool_states(h, mask, self.pooling, getattr(body, 'pooler', None))
             for j, i in enumerate(idx): out[i] = f[j]
     return torch.stack(out).float().numpy()
 
@@ -111,12 +109,27 @@ def fits(self:FastIF, examples)->torch.Tensor:
     cut = set(tokenize(ds, self.tokenizer, max_length=self.max_length, too_long='truncate').truncated)
     return torch.tensor([i not in cut for i in range(len(ds))])
 
+@patch
+def pick_points(self:FastIF, ds,      # a `TextPairDataset` with gold labels
+                n_correct:int=5,      # rows the model predicts correctly
+                n_wrong:int=5,        # rows it gets wrong
+                seed:int=0,           # seeds the random order rows are visited in
+               )->list:               # n_correct correct, then n_wrong wrong row indices (fewer if `ds` runs out)
+    "Rows of `ds` the model gets right and wrong, in a seeded random order, skipping rows over `max_length` tokens."
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
+    right, wrong = [], []
+    for s in range(0, len(order), 64):
+        chunk = [i for i, ok in zip(order[s:s + 64], self.fits(ds.subset(order[s:s + 64]))) if ok]
+        for i, p in zip(chunk, self.predict(ds.subset(chunk)).argmax(-1).tolist()): (right if p == ds.labels[i] else wrong).append(i)
+        if len(right) >= n_correct and len(wrong) >= n_wrong: break
+    return right[:n_correct] + wrong[:n_wrong]
+
 # %% ../nbs/07_fastif.ipynb #f5ea6d78
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
         names = [f"{t['text_a']} ‖ {t['text_b']}" if t.get('text_b') else t['text_a'] for t in (test[j] for j in range(len(test)))]
-        super().__init__(scores, indices, train, names)
+        super().__init__(scores, indices, train, names, describe=lambda i: describe_item(train, i))
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = getattr(text_source(train), 'label_names', None)
 

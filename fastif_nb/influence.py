@@ -129,7 +129,8 @@ class InfluenceResult:
         self.train, self.describe = train, describe
         self.test_names = test_names or [f'test {j}' for j in range(len(self.scores))]
     def __len__(self): return len(self.scores)
-    def __repr__(self): return f"InfluenceResult({len(self)} test points × {self.scores.shape[1]} candidates)"
+    def _head(self): return f"{type(self).__name__}: {len(self)} test points × {self.scores.shape[1]} candidates"
+    def __repr__(self): return self._head() + " (top 3 helpful and harmful of each)\n" + self.to_pandas(3).to_string(index=False)
 
 # %% ../nbs/03_influence.ipynb #c54996b9
 @patch
@@ -159,7 +160,7 @@ def to_pandas(self:InfluenceResult, n:int=5)->pd.DataFrame:
     return pd.DataFrame(rows)
 
 @patch
-def _repr_html_(self:InfluenceResult): return f"<p>{self!r}</p>" + self.to_pandas(3).to_html(index=False)
+def _repr_html_(self:InfluenceResult): return f"<p>{self._head()} (top 3 helpful and harmful of each)</p>" + self.to_pandas(3).to_html(index=False)
 
 # %% ../nbs/03_influence.ipynb #2526a375
 def influence(task:Task, # model + parameters + objective

@@ -8,7 +8,6 @@ __all__ = ['LiSSA']
 # %% ../nbs/02a_lissa.ipynb #73ce29a7
 import math, warnings
 import torch
-import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 from .errors import InfluenceInputError
 from .task import Task
@@ -104,6 +103,7 @@ def run_repeats(self:LiSSA, task:Task, # the task
     self.trace_, self.repeat_snapshots_ = traces, snaps
     return total
 
+# %% ../nbs/02a_lissa.ipynb #56f8287d
 @patch
 def _rescaled(self:LiSSA, run, err=None)->tuple:
     "(run(), None) or (None, error); under scale='auto' a divergence (on any rank) grows `scale_` 4× and reruns."
@@ -129,6 +129,7 @@ def _solve(self:LiSSA, task, train, V, progress):
     self.snapshots_ = {j: sum(r[j] for r in self.repeat_snapshots_.values()) / self.repeats for j in self.checkpoints}
     return X
 
+# %% ../nbs/02a_lissa.ipynb #2876a43e
 @patch
 def _solve_part(self:LiSSA, task, train, V, err, progress)->tuple:
     "In a process group: this rank's repetitions (t % W == rank) summed and divided by T, as (part, error)."
@@ -147,6 +148,7 @@ def _solve_part(self:LiSSA, task, train, V, err, progress)->tuple:
 @patch
 def plot_trace(self:LiSSA, ax=None, reference:torch.Tensor=None):
     "Plot ‖h_j‖/s per step for every repetition (and the norm of a reference solution, if given)."
+    import matplotlib.pyplot as plt  # here, so that importing the solver stays light
     ax = ax or plt.subplots(figsize=(6, 3))[1]
     for t, tr in self.trace_.items(): ax.plot(tr.mean(1), lw=1, label=f'repeat {t}')
     if reference is not None: ax.axhline(reference.norm(dim=0).mean().item(), ls='--', c='k', label='reference')
