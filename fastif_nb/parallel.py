@@ -125,7 +125,7 @@ def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
         exc = pickle.loads(d['exc']) if d['exc'] is not None else None
         if exc is None: raise WorkerError(f"Rank {r} raised {d['type']}: {d['msg']}\n\nWorker traceback:\n{d['tb']}")
         if hasattr(exc, 'add_note'): exc.add_note(f"(raised on rank {r} of a parallel run)")
-        raise exc from _RemoteTraceback(d['tb'])
+        raise exc from _RemoteTraceback(d['tb'])  # documented re-raise: the worker's own exception
     others = '; '.join(f"rank {r}: {d['type']}: {d['msg'].splitlines()[0] if d['msg'] else ''}" for _, _, r, d in errs)
     if deaths: raise WorkerError(f"Worker {died} died without reporting (killed, crashed or os._exit); the others were stopped."
                                  + (f" Other ranks then reported: {others}" if others else ''))
@@ -155,7 +155,7 @@ class WorkerPool:
         self._finalizer = Finalize(self, _stop_workers, args=(self._procs, self._conns), exitpriority=10)
         try:
             for p in self._procs: p.start()
-        except BaseException: self._close('start-up failed', kill=True); raise
+        except BaseException: self._close('start-up failed', kill=True); raise  # re-raise after cleanup (e.g. Ctrl-C)
         finally:
             for _, w in pipes: w.close()
         self._exchange(msgs, f"start-up and setup ({getattr(setup, '__name__', setup)})")
@@ -208,7 +208,7 @@ def _exchange(self:WorkerPool, msgs:list, what:str)->object:
             try: c.send_bytes(m)
             except OSError: pass  # a dead worker: `_collect` reports it
         reports, deaths, running = _collect(self._procs, self._conns, self.timeout)
-    except BaseException as e: self._close(f"{what} was interrupted by {type(e).__name__}", kill=True); raise
+    except BaseException as e: self._close(f"{what} was interrupted by {type(e).__name__}", kill=True); raise  # after cleanup
     if not deaths and not running and all(k == 'ok' for k, _ in reports.values()):
         return torch.load(io.BytesIO(reports[0][1]), map_location='cpu', weights_only=False)
     self._close(f"{what} failed", kill=True)

@@ -59,7 +59,7 @@ def _encode(tokenizer, a:list, b:list|None, **kw)->dict:
 def _too_long_error(rows:list, lengths:list, n:int, max_length:int):
     "The error for examples longer than `max_length`."
     shown = ", ".join(f"{i} ({lengths[i]} tokens)" for i in rows[:10]) + (", ..." if len(rows) > 10 else "")
-    return ValueError(f"{len(rows):,} of {n:,} examples are longer than max_length={max_length} tokens: rows {shown}. "
+    return InfluenceInputError(f"{len(rows):,} of {n:,} examples are longer than max_length={max_length} tokens: rows {shown}. "
                       f"Pass too_long='truncate' to cut them (longest_first), raise max_length (longest is "
                       f"{max(lengths[i] for i in rows)}), or drop those rows with ds.subset(...).")
 
