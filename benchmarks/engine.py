@@ -68,15 +68,15 @@ def main(out=Path(__file__).parent / 'results' / 'engine.md'):
     for m in (1, 8):
         S = torch.randn(p, m)
         t_loop = timeit(lambda: loop_scores(task, ds, S, cand), reps=1)
-        t_jvp = timeit(lambda: score_candidates(task, ds, S, cand, batch_size=32, method='jvp', progress=False), reps=2)
-        t_grad = timeit(lambda: score_candidates(task, ds, S, cand, batch_size=32, method='grad', progress=False), reps=2)
+        t_jvp = timeit(lambda: score_candidates(task, ds, S, cand, batch_size=32, score_method='jvp', progress=False), reps=2)
+        t_grad = timeit(lambda: score_candidates(task, ds, S, cand, batch_size=32, score_method='grad', progress=False), reps=2)
         k = len(cand)
         rows.append(f'| {m} | {k} | {k / t_loop:.1f} | {k / t_jvp:.1f} | {k / t_grad:.1f} | {t_loop / t_jvp:.2f}× | {t_loop / t_grad:.2f}× |')
         print(rows[-1], flush=True)
     # correctness of the comparison: all three methods agree
     S = torch.randn(p, 2)
-    a, b, c = loop_scores(task, ds, S, cand[:8]), score_candidates(task, ds, S, cand[:8], method='jvp', progress=False), \
-              score_candidates(task, ds, S, cand[:8], method='grad', progress=False)
+    a, b, c = loop_scores(task, ds, S, cand[:8]), score_candidates(task, ds, S, cand[:8], score_method='jvp', progress=False), \
+              score_candidates(task, ds, S, cand[:8], score_method='grad', progress=False)
     rows.append(f'\nMax |difference| between methods on 8 candidates: jvp {float((a - b).abs().max()):.2e}, '
                 f'grad {float((a - c).abs().max()):.2e} (scores of order {float(a.abs().mean()):.2e}).')
     out.parent.mkdir(exist_ok=True, parents=True)

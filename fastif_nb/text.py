@@ -10,9 +10,11 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
 from .data import TextPairDataset
+from .errors import InfluenceInputError, InputTypeError
 
 # %% auto #0
-__all__ = ['TokenizedDataset', 'tokenize', 'pad_collate', 'length_sorted_batches', 'LengthSortedBatchSampler', 'padding_fraction']
+__all__ = ['TokenizedDataset', 'tokenize', 'pad_collate', 'length_sorted_batches', 'LengthSortedBatchSampler', 'text_source',
+           'describe_item', 'padding_fraction']
 
 # %% ../nbs/04b_text.ipynb #6584d0b2
 class TokenizedDataset(Dataset):
@@ -57,7 +59,7 @@ def _encode(tokenizer, a:list, b:list|None, **kw)->dict:
 def _too_long_error(rows:list, lengths:list, n:int, max_length:int):
     "The error for examples longer than `max_length`."
     shown = ", ".join(f"{i} ({lengths[i]} tokens)" for i in rows[:10]) + (", ..." if len(rows) > 10 else "")
-    return ValueError(f"{len(rows):,} of {n:,} examples are longer than max_length={max_length} tokens: rows {shown}. "
+    return InfluenceInputError(f"{len(rows):,} of {n:,} examples are longer than max_length={max_length} tokens: rows {shown}. "
                       f"Pass too_long='truncate' to cut them (longest_first), raise max_length (longest is "
                       f"{max(lengths[i] for i in rows)}), or drop those rows with ds.subset(...).")
 
@@ -70,8 +72,8 @@ def tokenize(ds:TextPairDataset,         # texts and labels (`texts_b` None for 
             )->TokenizedDataset:
     "Tokenise every example of `ds` once into a `TokenizedDataset` of variable-length tensors."
     if not isinstance(ds, TextPairDataset):
-        raise TypeError(f"tokenize needs a TextPairDataset, got {type(ds).__name__}; convert it with as_text_pair_dataset(...) first.")
-    if too_long not in ("truncate", "error"): raise ValueError(f"too_long must be 'truncate' or 'error', got {too_long!r}.")
+        raise InputTypeError(f"tokenize needs a TextPairDataset, got {type(ds).__name__}; convert it with as_text_pair_dataset(...) first.")
+    if too_long not in ("truncate", "error"): raise InfluenceInputError(f"too_long must be 'truncate' or 'error', got {too_long!r}.")
     n, a, b, enc = len(ds), ds.texts_a, ds.texts_b, {}
     for s in tqdm(range(0, n, chunk_size), desc="tokenize", disable=n <= chunk_size, leave=False):
         part = _encode(tokenizer, a[s:s+chunk_size], None if b is None else b[s:s+chunk_size], verbose=False)
@@ -95,10 +97,10 @@ def pad_collate(items:list,          # example dicts with 1-D tensors (input_ids
                 pad_token_id:int=0,  # fills `input_ids`; every other 1-D tensor is filled with 0
                )->dict:              # 2-D tensors padded to the longest item, labels stacked
     "Right-pad the 1-D tensors of `items` to the longest one in the batch; usable as a `DataLoader` `collate_fn`."
-    if not items: raise ValueError("pad_collate got an empty batch; check the sampler or batch size.")
+    if not items: raise InfluenceInputError("pad_collate got an empty batch; check the sampler or batch size.")
     keys = list(items[0])
     if bad := [i for i, it in enumerate(items) if list(it) != keys]:
-        raise ValueError(f"Items {bad[:5]} have keys {list(items[bad[0]])}, item 0 has {keys}; all items need the same keys.")
+        raise InfluenceInputError(f"Items {bad[:5]} have keys {list(items[bad[0]])}, item 0 has {keys}; all items need the same keys.")
     out = {}
     for k in keys:
         vals = [it[k] for it in items]
@@ -115,7 +117,7 @@ def length_sorted_batches(lengths,            # number of tokens of each example
                           seed:int=0,         # seed of the shuffle
                          )->list:             # lists of example indices, each index exactly once
     "Group indices into batches of similar length, longest first (or in seeded random order)."
-    if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if batch_size < 1: raise InfluenceInputError(f"batch_size must be at least 1, got {batch_size}.")
     lengths = lengths.tolist() if hasattr(lengths, "tolist") else list(lengths)
     rng, order = random.Random(seed), list(range(len(lengths)))
     if shuffle: rng.shuffle(order)  # random order among equal lengths
@@ -130,13 +132,30 @@ class LengthSortedBatchSampler(Sampler):
     def __init__(self, lengths, batch_size:int, shuffle:bool=False, seed:int=0):
         self.lengths = lengths.tolist() if hasattr(lengths, "tolist") else list(lengths)
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
-        if batch_size < 1: raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if batch_size < 1: raise InfluenceInputError(f"batch_size must be at least 1, got {batch_size}.")
     def set_epoch(self, epoch:int): self.epoch = epoch
     def __len__(self): return math.ceil(len(self.lengths) / self.batch_size)
     def __iter__(self):
         batches = length_sorted_batches(self.lengths, self.batch_size, self.shuffle, self.seed + self.epoch)
         if self.shuffle: self.epoch += 1
         return iter(batches)
+
+# %% ../nbs/04b_text.ipynb #15597e32
+def text_source(data):
+    "The dataset of texts behind `data`, following `.source` links (cached -> tokenised -> texts), or None."
+    src = data if hasattr(data, 'label_names') and hasattr(data, 'texts_a') else getattr(data, 'source', None)
+    while src is not None and not hasattr(src, 'label_names') and hasattr(src, 'source'): src = src.source
+    return src
+
+def describe_item(data,   # a text, tokenised or cached dataset
+                  i:int,  # index of the example
+                 )->str:  # "premise ‖ hypothesis [label]", or '' without source texts
+    "A short text for example `i` of `data`: its texts and label name, found through `text_source`."
+    src = text_source(data)
+    if src is None: return ''
+    it = src[i]
+    lab = src.label_names[it['label']] if getattr(src, 'label_names', None) else it['label']
+    return f"{it['text_a']} ‖ {it['text_b']} [{lab}]" if it.get('text_b') is not None else f"{it['text_a']} [{lab}]"
 
 # %% ../nbs/04b_text.ipynb #647304c5
 def padding_fraction(lengths,       # number of tokens of each example

@@ -1,6 +1,6 @@
 "Fast checks of fastif_nb.model on a tiny random BERT: split_at / cache_prefix reproduce the full model."
 import pytest, torch
-from conftest import tiny_bert
+from fastif_nb.testing import tiny_bert
 from fastif_nb.hvp import hvp
 from fastif_nb.model import CachedDataset, cache_prefix, cached_collate, freeze, split_at
 from fastif_nb.task import ClassificationTask, InfluenceInputError, top_layer_params

@@ -1,12 +1,15 @@
-"""fastif_nb.parallel on 2-3 gloo CPU processes: serial == parallel (Exact, CG, LiSSA with even/uneven T, candidate
-sharding, per-test candidates, cached-prefix BERT), failures (raise / die / hang / one bad rank) and the CLI/torchrun."""
+"""The engine's distributed branch on 2-3 gloo CPU processes (a `WorkerPool`): serial == parallel (Exact, CG, LiSSA with
+even/uneven T, auto-rescale, candidate sharding, per-test candidates, cached-prefix BERT), a bad rank inside the engine
+(NaN data, a different model), and the command line / torchrun. Raise / die / hang of a rank: tests/test_pool.py."""
 import os, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from fastif_nb.influence import compute_influences
+from fastif_nb.influence import influence
 from fastif_nb.task import InfluenceInputError
-from fastif_nb.parallel import (WorkerError, run_parallel, explain_parallel, parallel_influences, init_from_env, shard_range,
-                                demo_problem, demo_cached_problem, _misbehave, _rank_poisoned)
+from fastif_nb.errors import WorkerError
+from fastif_nb.distributed import init_from_env, shard_range
+from fastif_nb.parallel import WorkerPool, built_influence, _build
+from fastif_nb.testing import demo_problem, demo_cached_problem, _rank_poisoned
 
 PER_TEST = torch.stack([torch.randperm(60, generator=torch.Generator().manual_seed(j))[:7] for j in range(4)])
 CASES = {
@@ -32,13 +35,16 @@ def one_thread():
 
 def serial(builder=demo_problem, **kw):
     task, train, test, solver, ikw = builder(**kw)
-    return compute_influences(task, train, test, solver, **ikw)
+    return influence(task, train, test, solver, **ikw).scores
+
+def parallel(builder, workers:int, kw:dict, timeout=300):
+    "Influence scores of `builder(**kw)` on a fresh pool of `workers` processes."
+    with WorkerPool(workers, timeout=timeout) as pool: return pool.run(built_influence, builder, kw)
 
 @pytest.fixture(scope='module')
 def parallel_results():
-    "All CASES in one 2-process group (spawning is the slow part)."
-    names = list(CASES)
-    return dict(zip(names, explain_parallel(demo_problem, 2, [CASES[n] for n in names], timeout=300)))
+    "All CASES as consecutive jobs on one 2-process pool (starting processes is the slow part)."
+    with WorkerPool(2, timeout=300) as pool: return {n: pool.run(built_influence, demo_problem, kw) for n, kw in CASES.items()}
 
 @pytest.mark.parametrize('name', list(CASES))
 def test_serial_equals_parallel(parallel_results, name):
@@ -63,59 +69,39 @@ def test_lissa_is_a_real_estimate(parallel_results):
     assert (li - ex).norm() / ex.norm() < 0.25
     task, train, test, solver, kw = demo_problem('lissa', repeats=4)
     solver.seed = 1
-    assert (compute_influences(task, train, test, solver, **kw) - li).abs().max() > 1e-3
+    assert (influence(task, train, test, solver, **kw).scores - li).abs().max() > 1e-3
 
 def test_three_workers_more_ranks_than_repeats():
     "T=2 over W=3 (rank 2 runs no repetition, contributes zeros) and 5 candidates in shards of 2, 2, 1."
     kw = dict(solver='lissa', repeats=2, candidates=[9, 0, 31, 2, 2])
-    got = explain_parallel(demo_problem, 3, kw, timeout=300)
+    got = parallel(demo_problem, 3, kw)
     assert (got - serial(**kw)).abs().max() < TOL
 
 def test_cached_prefix_bert():
     "A TopLayers task over cached hidden states (fastif_nb.model) with multi-query and per-test candidates."
     cand = torch.stack([torch.randperm(24, generator=torch.Generator().manual_seed(j))[:5] for j in range(3)])
-    got = explain_parallel(demo_cached_problem, 2, dict(candidates=cand), timeout=300)
+    got = parallel(demo_cached_problem, 2, dict(candidates=cand))
     ref = serial(demo_cached_problem, candidates=cand)
     assert got.shape == (3, 5)
     assert (got - ref).abs().max() < TOL
 
-def test_worker_raises():
-    t0 = time.monotonic()
-    with pytest.raises(ValueError, match='rank 1 was told to fail') as e:
-        run_parallel(_misbehave, 2, timeout=120, mode='raise')
-    assert '_misbehave' in str(e.value.__cause__)  # the worker's traceback text
-    assert time.monotonic() - t0 < 90              # reported when it happens, not at the timeout
-
-def test_worker_dies():
-    t0 = time.monotonic()
-    with pytest.raises(WorkerError, match=r'rank 1 \(exit code 1\) died'):
-        run_parallel(_misbehave, 2, timeout=120, mode='exit')
-    assert time.monotonic() - t0 < 90
-
-def test_worker_hangs():
-    t0 = time.monotonic()
-    with pytest.raises(WorkerError, match=r'did not finish within timeout=20s: rank\(s\) \[0, 1\]'):
-        run_parallel(_misbehave, 2, timeout=20, mode='hang')
-    assert 19 < time.monotonic() - t0 < 50
-
 def test_one_rank_fails_inside_parallel_influences():
-    "Rank 1's test gradients are NaN: its error is re-raised; rank 0 stops at the all-reduce instead of hanging."
+    "Rank 1's test gradients are NaN: its error is re-raised; rank 0, waiting in a collective, is stopped, not left hanging."
     t0 = time.monotonic()
     with pytest.raises(InfluenceInputError, match='Non-finite loss'):
-        explain_parallel(_rank_poisoned, 2, dict(mode='nan', solver='lissa', repeats=3), timeout=120)
+        parallel(_rank_poisoned, 2, dict(mode='nan', solver='lissa', repeats=3), timeout=120)
     assert time.monotonic() - t0 < 90
 
 def test_ranks_built_differently():
     with pytest.raises(WorkerError, match='Ranks hold different parameters'):
-        explain_parallel(_rank_poisoned, 2, dict(mode='model'), timeout=120)
+        parallel(_rank_poisoned, 2, dict(mode='model'), timeout=120)
 
-def test_bad_input_fails_before_spawning(monkeypatch):
-    with pytest.raises(InfluenceInputError, match='no lambdas'): run_parallel(lambda: 1)
-    with pytest.raises(InfluenceInputError, match='world_size must be'): run_parallel(print, 0)
-    with pytest.raises(InfluenceInputError, match="package.module:function"): explain_parallel('fastif_nb.parallel')
-    with pytest.raises(ModuleNotFoundError): explain_parallel('no_such_module_xyz:build')
+def test_bad_input(monkeypatch):
+    with pytest.raises(InfluenceInputError, match="package.module:function"): _build('fastif_nb.parallel')
+    with pytest.raises(InfluenceInputError, match='Cannot import the builder'): _build('no_such_module_xyz:build')
+    with pytest.raises(InfluenceInputError, match='must return'): _build(lambda: (1, 2))
     task, train, test, solver, _ = demo_problem()
-    with pytest.raises(InfluenceInputError, match='No torch.distributed process group'): parallel_influences(task, train, test, solver)
+    with pytest.raises(InfluenceInputError, match='must be a Solver'): influence(task, train, test, 'exact')
     for k in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE'): monkeypatch.delenv(k, raising=False)
     with pytest.raises(InfluenceInputError, match='Launch with torchrun'): init_from_env()
 
@@ -136,11 +122,11 @@ KW = '{"solver": "lissa", "repeats": 3, "candidates": [5, 8, 13]}'
 
 def test_cli_spawns_workers(tmp_path):
     out = tmp_path / 'scores.pt'
-    r = _cli([sys.executable, '-m', 'fastif_nb.parallel', '--builder', 'fastif_nb.parallel:demo_problem', '--kwargs', KW,
+    r = _cli([sys.executable, '-m', 'fastif_nb.parallel', '--builder', 'fastif_nb.testing:demo_problem', '--kwargs', KW,
               '--workers', '2', '--timeout', '300', '--out', str(out)], tmp_path)
     assert 'influences: (4, 3)' in r.stdout
     saved = torch.load(out)
-    assert saved['builder'] == 'fastif_nb.parallel:demo_problem'
+    assert saved['builder'] == 'fastif_nb.testing:demo_problem'
     assert (saved['scores'] - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL
 
 def test_torchrun(tmp_path):
@@ -148,5 +134,5 @@ def test_torchrun(tmp_path):
     if not torchrun.exists(): pytest.skip('torchrun is not installed next to this Python')
     out = tmp_path / 'scores.pt'
     _cli([str(torchrun), '--standalone', '--nproc-per-node', '2', '-m', 'fastif_nb.parallel', '--builder',
-          'fastif_nb.parallel:demo_problem', '--kwargs', KW, '--timeout', '300', '--out', str(out)], tmp_path)
+          'fastif_nb.testing:demo_problem', '--kwargs', KW, '--timeout', '300', '--out', str(out)], tmp_path)
     assert (torch.load(out)['scores'] - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL

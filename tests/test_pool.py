@@ -5,10 +5,10 @@ import multiprocessing, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 from torch.utils.data import Subset
-from fastif_nb.influence import compute_influences
+from fastif_nb.influence import influence
 from fastif_nb.task import InfluenceInputError
-from fastif_nb.parallel import (WorkerPool, WorkerError, influence_setup, influence_job, demo_cached_problem, _misbehave,
-                                _pool_pids, _pool_misbehave, _touch)
+from fastif_nb.parallel import WorkerPool, WorkerError, influence_setup, influence_job
+from fastif_nb.testing import demo_cached_problem, _misbehave, _pool_pids, _pool_misbehave, _touch
 
 TOL = 1e-10  # float64; serial and parallel differ only by the order of the repetition sum
 
@@ -37,7 +37,7 @@ def test_consecutive_jobs_equal_serial_on_the_same_processes():
         outs = []
         for rows, cand in (([0, 1], per_test), ([2, 3], [3, 1, 4, 1, 5])):
             got = pool.run(influence_job, Subset(test, rows), solver, cand)
-            ref = compute_influences(task, train, Subset(test, rows), solver, cand, progress=False)
+            ref = influence(task, train, Subset(test, rows), solver, cand, progress=False).scores
             assert got.shape == ref.shape == (2, 5) and (got - ref).abs().max() < TOL
             outs.append(got)
         assert (outs[0] - outs[1]).abs().max() > 1e-6  # different test points, different numbers
@@ -112,7 +112,8 @@ def test_close_is_idempotent_and_leaves_no_children():
 
 SCRIPT = """
 import sys, time
-from fastif_nb.parallel import WorkerPool, _pool_pids
+from fastif_nb.parallel import WorkerPool
+from fastif_nb.testing import _pool_pids
 if __name__ == '__main__':
     pool = WorkerPool(2, timeout=120)
     print(*pool.run(_pool_pids), flush=True)

@@ -4,7 +4,7 @@ import pytest, torch
 from fastif_nb.data import load_mnli
 from fastif_nb.fastif import FastIF
 from fastif_nb.lissa import LiSSA
-from fastif_nb.quality import run_quality, pick_points
+from fastif_nb.quality import run_quality
 
 @pytest.fixture(scope='module')
 def fif(tiny):
@@ -13,7 +13,7 @@ def fif(tiny):
 
 def test_same_solver_is_perfectly_correlated(fif, tmp_path):
     dev = load_mnli('dev_matched')
-    idx = pick_points(fif, dev, 1, 1)
+    idx = fif.pick_points(dev, 1, 1)
     assert len(idx) == 2
     lissa = LiSSA(depth=15, batch_size=2, repeats=1, damping=0.1, scale=20., seed=3)
     # reseed=0 and the same solver for Fast and Full: every comparison is of identical s_test estimates
