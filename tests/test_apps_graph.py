@@ -88,3 +88,10 @@ def test_layout_groups_and_top_edges():
     assert sorted(te.influence.tolist()) == [-2.0, 3.0]
     with pytest.raises(InfluenceInputError, match='No edges'): circular_layout(e.iloc[:0])
     with pytest.raises(InfluenceInputError, match='radii'): circular_layout(e, groups={0: 'a', 1: 'b', 2: 'c'}, radii=(0.5,))
+
+def test_group_stats():
+    from fastif_nb.apps.graph import group_stats
+    e = pd.DataFrame(dict(slice=['A', 'A', 'B', 'B'], test=[0, 0, 1, 1], train=[0, 1, 0, 2], influence=[1.0, -2.0, 3.0, -0.5]))
+    t = group_stats(e, {0: 'g1', 1: 'g2', 2: 'g1'})
+    assert t.loc['g1', 'A'] == 1.0 and t.loc['g1', 'B'] == 1.75 and t.loc['g2', 'A'] == 2.0 and math.isnan(t.loc['g2', 'B'])
+    assert t.loc['g1', 'training points'] == 2

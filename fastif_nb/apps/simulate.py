@@ -6,7 +6,7 @@
 __all__ = ['Relabelled', 'train_simulator', 'finetune_points', 'simulate', 'simulation_summary', 'plot_simulation',
            'simulate_study']
 
-# %% ../../nbs/11a_simulate.ipynb #395be490
+# %% ../../nbs/11a_simulate.ipynb #c1ca90f7
 import math
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from ..task import ClassificationTask, InfluenceInputError, _check_eval
 from .retrain import fit_top, task_and_train, predict_labels
 
-# %% ../../nbs/11a_simulate.ipynb #8e1ef53c
+# %% ../../nbs/11a_simulate.ipynb #b06246b3
 class Relabelled(Dataset):
     "`data` with its labels replaced by `labels` (e.g. a task model's predictions); items keep their form."
     def __init__(self, data, labels):
@@ -31,7 +31,7 @@ class Relabelled(Dataset):
         if isinstance(it, Mapping): return {**it, 'labels': self.labels[i]}
         return (it[0], self.labels[i].to(torch.as_tensor(it[1]).dtype))
 
-# %% ../../nbs/11a_simulate.ipynb #30ed4c68
+# %% ../../nbs/11a_simulate.ipynb #76a427f7
 def train_simulator(obj,                # the task model: `FastIF` or `ClassificationTask`
                     train=None,         # training dataset (with a task)
                     init:torch.Tensor=None, # the initialisation the task model was trained from
@@ -41,7 +41,7 @@ def train_simulator(obj,                # the task model: `FastIF` or `Classific
     task, train = task_and_train(obj, train)
     return fit_top(task, Relabelled(train, predict_labels(task, train)), None, init, **fit_kw)
 
-# %% ../../nbs/11a_simulate.ipynb #934e63f4
+# %% ../../nbs/11a_simulate.ipynb #b1568989
 def finetune_points(result,            # `InfluenceResult` of the task model on the test points
                     labels,            # gold label of every training point [N]
                     n:int=10,          # fine-tuning points per type
@@ -61,7 +61,7 @@ def finetune_points(result,            # `InfluenceResult` of the task model on 
         out[f'random (label {c})'] = torch.stack([pool[torch.randperm(len(pool), generator=g)[:n]] for _ in range(len(result))])
     return out
 
-# %% ../../nbs/11a_simulate.ipynb #a427255f
+# %% ../../nbs/11a_simulate.ipynb #ed1a1b0e
 def _step_direction(task, theta, batch, optimizer):
     "Update direction of one step on `batch`: the gradient (SGD) or Adam's first bias-corrected step g/(|g|+eps)."
     th = theta.detach().requires_grad_()
@@ -103,7 +103,7 @@ def simulate(sim:ClassificationTask,   # the simulator's task (its model holds t
                          for lr, a in zip(lrs, after)]
     return pd.DataFrame(rows)
 
-# %% ../../nbs/11a_simulate.ipynb #28b130a8
+# %% ../../nbs/11a_simulate.ipynb #a5b764f7
 def simulation_summary(df:pd.DataFrame, # from `simulate`, with a `correct` column
                        lrs=None,        # learning rates to tabulate (default: 4 spread over the grid)
                       )->pd.DataFrame:  # mean Δloss (after − before) per bucket × type at those rates, and the best rate
@@ -125,13 +125,15 @@ def plot_simulation(df:pd.DataFrame, ncols:int=5, tests=None):
     tests = sorted(df.test.unique()) if tests is None else list(tests)
     nrows = math.ceil(len(tests) / ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.4 * nrows), squeeze=False, sharex=True)
-    cols = {'helpful': 'tab:blue', 'harmful': 'tab:red'}
+    cols = {'helpful': 'tab:blue', 'harmful': 'tab:red', 'random (predicted label)': 'tab:green', 'random (other label)': 'tab:gray'}
+    other = [k for k in dict.fromkeys(df.kind) if k not in cols]
+    cols.update(zip(other, plt.get_cmap('tab10')(np.linspace(0.45, 0.95, max(1, len(other))))))
     for ax, j in zip(axs.flat, tests):
         d = df[df.test == j]
         for q, (kind, g) in enumerate(d.groupby('kind', sort=False)):
             s = g.groupby('lr').after
-            c = cols.get(kind, plt.get_cmap('Greys')(0.4 + 0.25 * q))
-            ax.plot(s.mean().index, s.mean(), color=c, lw=1.2, label=f'most {kind}' if kind in cols else kind)
+            c = cols[kind]
+            ax.plot(s.mean().index, s.mean(), color=c, lw=1.2, label=f'most {kind}' if kind in ('helpful', 'harmful') else kind)
             ax.fill_between(s.mean().index, s.min(), s.max(), color=c, alpha=0.15)
         ax.axhline(d.before.iloc[0], color='k', lw=0.6, ls=':')
         ok = d['correct'].iloc[0] if 'correct' in d else None
@@ -143,13 +145,14 @@ def plot_simulation(df:pd.DataFrame, ncols:int=5, tests=None):
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/11a_simulate.ipynb #6b97adda
+# %% ../../nbs/11a_simulate.ipynb #7d86080b
 def simulate_study(setup:dict,               # from `nli_head_setup` (the task model: the classifier retrained by the recipe)
                    n_correct:int=10, n_wrong:int=10, # test points per bucket
                    n:int=10,                 # fine-tuning points per type
                    lrs=None,                 # learning-rate grid (default: the paper's, 50 rates from 1e-5 to 10^-2.5)
                    damping:float=1e-3,       # λ of the Exact solve
                    seed:int=1,               # seed of the test points (another draw than the retraining check's) and random points
+                   optimizers=('adam', 'sgd'), # one-step fine-tuning rules to compare (the figure shows the first)
                    out_dir=None,             # write apps_simulate.md/.png here
                   )->dict:                   # df, summary, residual, simulator agreement, seconds
     "§6.1 / App. C.1 on the real model: does fine-tuning on influential points help a simulator predict the task model?"
@@ -173,10 +176,18 @@ def simulate_study(setup:dict,               # from `nli_head_setup` (the task m
                  task_accuracy=float((setup['dev_pred'] == dev.labels).float().mean()),
                  simulator_accuracy=float((sim_dev == dev.labels).float().mean()))
     t1 = time.process_time()
-    df = simulate(task, simp, train, test, targets, pts, lrs)
+    dfs = {}
+    for opt in optimizers:
+        df = simulate(task, simp, train, test, targets, pts, lrs, opt)
+        df['correct'] = [bool(targets[j] == test.labels[j]) for j in df.test]
+        rnd = df.kind.str.startswith('random')  # name the random types by the task model's prediction on the test point
+        same = [int(k.split()[-1][:-1]) == int(targets[j]) for k, j in zip(df.kind[rnd], df.test[rnd])]
+        df.loc[rnd, 'kind'] = np.where(same, 'random (predicted label)', 'random (other label)')
+        dfs[opt] = df
     t_ft = time.process_time() - t1
-    df['correct'] = [bool(targets[j] == test.labels[j]) for j in df.test]
-    out = dict(df=df, summary=simulation_summary(df), test_idx=idx, residual=res, agree=agree,
+    df = dfs[optimizers[0]]
+    out = dict(df=df, dfs=dfs, summary=simulation_summary(df), summaries={o: simulation_summary(d) for o, d in dfs.items()},
+               test_idx=idx, residual=res, agree=agree,
                seconds=dict(influence=t_inf, simulator=t_sim, finetune=t_ft, total=time.process_time() - t0))
     if out_dir is not None: _write_simulate(out, setup, damping, n, lrs, out_dir)
     return out
@@ -189,10 +200,11 @@ def _write_simulate(out, setup, damping, n, lrs, out_dir):
     d = Path(out_dir); d.mkdir(parents=True, exist_ok=True)
     fig = plot_simulation(out['df']); fig.savefig(d/'apps_simulate.png', dpi=110, bbox_inches='tight'); plt.close(fig)
     a, s, df = out['agree'], out['seconds'], out['df']
-    per = df.assign(delta=df.after - df.before).groupby(['correct', 'kind', 'test', 'lr']).delta.mean().reset_index()
-    best = per.groupby(['correct', 'kind', 'test']).delta.min().unstack('kind')
-    rnd = best[[c for c in best if c.startswith('random')]].min(1)
-    beats = pd.DataFrame({f'{k} beats best random': (best[k] < rnd).groupby('correct').mean() for k in ('helpful', 'harmful')})
+    def beats(df):
+        per = df.assign(delta=df.after - df.before).groupby(['correct', 'kind', 'test', 'lr']).delta.mean().reset_index()
+        best = per.groupby(['correct', 'kind', 'test']).delta.min().unstack('kind')
+        rnd = best[[c for c in best if c.startswith('random')]].min(1)
+        return pd.DataFrame({f'{k} beats best random': (best[k] < rnd).groupby('correct').mean() for k in ('helpful', 'harmful')})
     lines = ['# Simulatability (FastIF §6.1, App. C.1, Fig. 4 / 11) on the fine-tuned MiniLM (2-label MNLI)\n', _model_line(setup),
              f"Task model: that retrained classifier ({setup['task'].n_params} parameters on the pooled [CLS] states). Simulator: the "
              "same classifier trained by the same recipe from the same initialisation on the task model's *predictions* for the "
@@ -201,14 +213,18 @@ def _write_simulate(out, setup, damping, n, lrs, out_dir):
              "Both share the fine-tuned encoder and pooler, so the simulator starts very close to the task model.\n",
              f"Test points: {len(out['test_idx'])} dev-matched rows {out['test_idx']} (half right, half wrong). Influence on the task "
              f"model's gold-label loss: Exact over all N, damping {damping:g}, relative residual max {out['residual'].max():.1e}.  ",
-             f"Fine-tuning: one AdamW step (its first step moves every weight by ≈ lr·sign(g)) on one training point with its gold "
-             f"label, {len(lrs)} learning rates log-spaced {lrs.min():.0e} … {lrs.max():.1e}; {n} points per type: most helpful, most "
-             "harmful, random of each label. Loss = the simulator's cross-entropy on the task model's prediction.\n",
+             f"Fine-tuning: one step on one training point with its gold label — **adam** = AdamW's first step, which moves every "
+             "weight by ≈ lr·sign(g) whatever the gradient's size (the figure), **sgd** = θ − lr·g — at "
+             f"{len(lrs)} learning rates log-spaced {lrs.min():.0e} … {lrs.max():.1e}; {n} points per type: most helpful, most "
+             "harmful, random of each label (named by whether that label is the task model's prediction on the test point). "
+             "Loss = the simulator's cross-entropy on the task model's prediction.\n",
              f"CPU: influence {s['influence']:.1f} s, simulator training {s['simulator']:.1f} s, {len(df):,} fine-tune evaluations "
-             f"{s['finetune']:.0f} s, whole study {s['total']:.0f} s (one thread, shared machine).\n",
-             '## Mean Δ simulator loss (after − before) per bucket and type\n',
-             'Mean over test points of the mean over the fine-tuning points; "best" = the minimum over the grid of that mean curve.\n',
-             out['summary'].reset_index().to_markdown(index=False, floatfmt='.3g'), '',
-             '## Share of test points where the type\'s best mean Δ is below the best random type\'s\n',
-             beats.to_markdown(floatfmt='.2f'), '', '![Fig. 11](apps_simulate.png)']
+             f"{s['finetune']:.0f} s, whole study {s['total']:.0f} s (one thread, shared machine).\n"]
+    for o, d_ in out['dfs'].items():
+        lines += [f'## {o}: mean Δ simulator loss (after − before) per bucket and type\n',
+                  'Mean over test points of the mean over the fine-tuning points; "best" = the minimum over the grid of that mean curve.\n',
+                  out['summaries'][o].reset_index().to_markdown(index=False, floatfmt='.3g'), '',
+                  f"**{o}**: share of test points where the type's best mean Δ is below the best random type's\n",
+                  beats(d_).to_markdown(floatfmt='.2f'), '']
+    lines += [f'![Fig. 11 ({list(out["dfs"])[0]})](apps_simulate.png)']
     (d/'apps_simulate.md').write_text('\n'.join(lines) + '\n')
