@@ -64,3 +64,21 @@ def test_bad_input(logreg):
     try:
         with pytest.raises(InfluenceInputError, match='train mode'): fit_top(task, train, init=init)
     finally: task.model.eval(); del task.model.drop
+
+def test_fastif_top_on_cached_states(tiny):
+    "The same functions on a FastIF: its trainable top retrained on the cached frozen-prefix states (here a tiny BERT)."
+    from fastif_nb.data import load_mnli
+    from fastif_nb.fastif import FastIF
+    from fastif_nb.model import freeze
+    from fastif_nb.lissa import LiSSA
+    model, tok = tiny
+    freeze(model, 3)
+    fif = FastIF(model, tok, load_mnli('train').subset(range(40)), n_frozen_layers=3, progress=False)
+    init = fif.task.flat_params().clone()
+    ex = fif.explain([('A man plays a guitar.', 'A person makes music.', 'entailment')], k=20, solver=LiSSA(depth=50, damping=0.01))
+    rem = removal_sets(ex, ms=(1, 5), n_train=40, system='Exact')
+    df = retrain_check(fif, fif._prepare([('A man plays a guitar.', 'A person makes music.', 'entailment')])[-1], rem,
+                       init=init, epochs=1, lr=1e-3, batch_size=8, progress=False)
+    assert len(df) == 6 and df.base_loss.nunique() == 1 and torch.isfinite(torch.tensor(df.delta.values)).all()
+    assert (df.delta != 0).all()                  # every removal changed the retrained top
+    assert torch.equal(fif.task.flat_params(), init)  # retraining works on copies: the model is untouched
