@@ -7,7 +7,7 @@ import torch.nn as nn
 from sklearn.datasets import load_breast_cancer
 from fastif_nb.task import ClassificationTask, InfluenceInputError
 from fastif_nb.solvers import Exact
-from fastif_nb.influence import compute_influences
+from fastif_nb.influence import influence
 from fastif_nb.apps.retrain import fit_top, load_flat
 from fastif_nb.apps.graph import slice_influences, slice_stats, slice_correlations, circular_layout, top_edges
 
@@ -29,7 +29,7 @@ def test_one_solve_equals_per_slice(logreg):
     e = slice_influences(task, sl, Exact(), train, progress=False)
     assert len(e) == 12 * 200 and list(dict.fromkeys(e.slice)) == ['a', 'b']
     for name, off in (('a', 0), ('b', 5)):
-        I = compute_influences(task, train, sl[name], Exact(), progress=False)
+        I = influence(task, train, sl[name], Exact(), progress=False).scores
         got = e[e.slice == name].pivot(index='test', columns='train', values='influence').to_numpy()
         np.testing.assert_allclose(got, I.numpy(), rtol=1e-8, atol=1e-12)
         assert set(e[e.slice == name].test) == set(range(off, off + len(sl[name])))

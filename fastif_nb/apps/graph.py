@@ -13,7 +13,7 @@ import torch
 import pandas as pd
 from torch.utils.data import ConcatDataset
 from ..task import InfluenceInputError
-from ..influence import compute_influences
+from ..influence import influence
 from .retrain import task_and_train, predict_labels
 
 # %% ../../nbs/11b_graph.ipynb #5816456e
@@ -32,7 +32,7 @@ def slice_influences(obj,                 # `FastIF` or `ClassificationTask`
     names = list(slices)
     test = ConcatDataset([slices[k] for k in names])
     cand = None if candidates is None else torch.as_tensor(candidates(test), dtype=torch.long)
-    I = compute_influences(task, train, test, solver, cand, progress=progress)
+    I = influence(task, train, test, solver, cand, progress=progress).scores
     sl = np.repeat(names, [len(slices[k]) for k in names])
     k = I.shape[1]
     idx = torch.arange(len(train)).expand(len(test), -1) if cand is None else cand
@@ -168,7 +168,7 @@ def _graph_run(task, train, slices, k, damping, depth, seed):
     from fastif_nb.solvers import Exact
     from fastif_nb.fastif import fast_lissa
     from fastif_nb.knn import FeatureIndex
-    from fastif_nb.influence import test_gradients
+    from fastif_nb.influence import query_gradients
     from fastif_nb.quality import correlations
     from fastif_nb.apps.retrain import _solve_and_score
     names = [s for s in slices if len(slices[s])]
@@ -176,7 +176,7 @@ def _graph_run(task, train, slices, k, damping, depth, seed):
     cls = torch.cat([slices[s].cls for s in names])
     k = min(k, len(train))
     cand = torch.as_tensor(FeatureIndex.build(train.cls.numpy(), progress=False).search(cls.numpy(), k)[1])
-    G = test_gradients(task, test)
+    G = query_gradients(task, test)
     _, Ie, re, te = _solve_and_score(task, train, G, Exact(damping=damping, batch_size=1024), cand)
     lis = fast_lissa(depth=depth, damping=damping, seed=seed)
     _, Il, rl, tl = _solve_and_score(task, train, G, lis, cand)  # one LiSSA solve, len(test) right-hand sides

@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 from torch.func import functional_call
 from ..task import ClassificationTask, InfluenceInputError, _check_eval, _split_batch
 from ..hvp import data_hvp
-from ..finetune import _lr_lambda, NO_DECAY, default_cache_dir
+from ..finetune import _lr_lambda, default_cache_dir
+from ..task import NO_DECAY
 from ..model import cache_prefix, n_layers
 from ..text import tokenize
 
@@ -333,7 +334,7 @@ def retrain_study(setup:dict,              # from `nli_head_setup`
     "§5.4 / Fig. 10 on the real model: remove the m most helpful/harmful (Fast and Full) or random points, retrain, Δ loss."
     import time
     from fastif_nb.knn import FeatureIndex
-    from fastif_nb.influence import InfluenceResult, test_gradients
+    from fastif_nb.influence import InfluenceResult, query_gradients
     t00 = time.process_time()
     task, train, dev = setup['task'], setup['train'], setup['dev']
     idx = pick_test_points(setup['dev_pred'], dev.labels, n_correct, n_wrong, seed)
@@ -344,7 +345,7 @@ def retrain_study(setup:dict,              # from `nli_head_setup`
         base = setup['base'] if rec == 'adamw' else fit_top(task, train, init=setup['init'], optimizer=rec)
         load_flat(task, base)
         correct = (predict_labels(task, test) == test.labels).tolist()
-        run = _influence_run(task, train, test, test_gradients(task, test), k, damping, lissa_depth, seed, cand)
+        run = _influence_run(task, train, test, query_gradients(task, test), k, damping, lissa_depth, seed, cand)
         run['corr'] = run['corr'].assign(correct=correct)
         If = run['If']
         rem = (removal_sets(InfluenceResult(If, torch.arange(len(train))), ms, ('helpful', 'harmful'), system='Full (Exact)') +

@@ -158,7 +158,7 @@ def simulate_study(setup:dict,               # from `nli_head_setup` (the task m
     "§6.1 / App. C.1 on the real model: does fine-tuning on influential points help a simulator predict the task model?"
     import time
     from fastif_nb.solvers import Exact
-    from fastif_nb.influence import InfluenceResult, test_gradients
+    from fastif_nb.influence import InfluenceResult, query_gradients
     from fastif_nb.apps.retrain import pick_test_points, relative_residual, _solve_and_score, load_flat
     t0 = time.process_time()
     task, train, dev = setup['task'], setup['train'], setup['dev']
@@ -166,7 +166,7 @@ def simulate_study(setup:dict,               # from `nli_head_setup` (the task m
     idx = pick_test_points(setup['dev_pred'], dev.labels, n_correct, n_wrong, seed)
     test = dev.subset(idx)
     targets = predict_labels(task, test)
-    _, I, res, t_inf = _solve_and_score(task, train, test_gradients(task, test), Exact(damping=damping, batch_size=1024))
+    _, I, res, t_inf = _solve_and_score(task, train, query_gradients(task, test), Exact(damping=damping, batch_size=1024))
     pts = finetune_points(InfluenceResult(I, torch.arange(len(train))), train.labels, n, seed)
     t1 = time.process_time()
     simp = train_simulator(task, train, init=setup['init'], seed=setup.get('seed', 0))
