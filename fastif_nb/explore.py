@@ -14,10 +14,6 @@ import numpy as np
 import torch
 from .task import InfluenceInputError
 from .lissa import LiSSA
-from .data import TextPairDataset, load_mnli, load_hans, load_anli, hans_dataset
-from .hans import generate_hans
-from .model import CachedDataset
-from .knn import knn_recall
 
 # %% ../nbs/13_explore.ipynb #15747753
 class ExploreInputError(InfluenceInputError):
@@ -73,6 +69,8 @@ class Example:
 # %% ../nbs/13_explore.ipynb #41902c4f
 def default_splits(num_labels:int=2)->dict:
     "Name -> loader of every bundled evaluation set the explorer offers (HANS only for 2-label models)."
+    from fastif_nb.data import load_mnli, load_hans, load_anli, hans_dataset
+    from fastif_nb.hans import generate_hans
     s = {'MNLI dev-matched': lambda: load_mnli('dev_matched', num_labels=num_labels),
          'MNLI held-out sample': lambda: load_mnli('heldout', num_labels=num_labels)}
     if num_labels == 2:
@@ -97,7 +95,7 @@ class Explorer:
 
     def __repr__(self): return f"Explorer({len(self.fif.train):,} training examples, sets: {', '.join(self.splits)})"
 
-    def dataset(self, split:str)->TextPairDataset:
+    def dataset(self, split:str):
         "The evaluation set `split`, loaded on first use."
         if split not in self.splits: raise ExploreInputError(f"Unknown set {split!r}; choose one of {list(self.splits)}.")
         if split not in self._data:
@@ -282,6 +280,7 @@ def cached(self:Explorer, example:Example, settings:Settings=None)->Result:
 @patch
 def _recall(self:Explorer, r:Result)->float:
     "R@10 of the kNN candidates of `r` against a cached Full run of the same example and solver settings, or None."
+    from fastif_nb.knn import knn_recall
     if r.settings.k == 0: return None
     full = self.cache.get((r.example.key, replace(r.settings, k=0)))
     if full is None: return None
@@ -296,7 +295,7 @@ def run(self:Explorer, example:Example,    # the test example
     "Explain `example` (or return its cached result): the top helpful and harmful training examples and the solve's diagnostics."
     settings = (settings or self.defaults).check(len(self.fif.train))
     if (hit := self.cached(example, settings)) is not None: return replace(hit, cached=True, recall=self._recall(hit))
-    control, solver = control or RunControl(), settings.solver()
+    control, solver = control or RunControl(), self._solver(settings)
     if settings.workers > 1: control.on_cancel.append(lambda: self._stop_pool())
     with tracking(control), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -312,15 +311,30 @@ def run(self:Explorer, example:Example,    # the test example
     return r
 
 @patch
+def _solver(self:Explorer, settings:Settings)->LiSSA:
+    "The LiSSA of `settings`; with scale='auto' on one process, its scale estimate is computed once per (B, λ, seed) and reused."
+    solver = settings.solver()
+    if settings.scale is not None or settings.workers > 1: return solver
+    key, memo = (settings.batch_size, settings.damping, settings.seed), self.__dict__.setdefault('_scales', {})
+    estimate = solver.resolve_scale
+    def resolve(task, train):
+        if key not in memo: memo[key] = (estimate(task, train), solver.top_eigenvalue_)
+        solver.scale_, solver.top_eigenvalue_ = memo[key]
+        return solver.scale_
+    solver.resolve_scale = resolve
+    return solver
+
+@patch
 def _stop_pool(self:Explorer):
     "Stop the worker processes of a running parallel explain (Cancel with workers > 1); the next run starts new ones."
     p = getattr(self.fif, '_pool', None)
     if p is not None: p._close('cancelled in the explorer', kill=True)
 
-# %% ../nbs/13_explore.ipynb #83de6201
+# %% ../nbs/13_explore.ipynb #471c4da5
 @patch
 def neighbours(self:Explorer, i:int, n:int=5)->list:
     "The n nearest other training examples of training example i, as (index, squared distance)."
+    from fastif_nb.model import CachedDataset
     tc = self.fif.train_cached
     if not 0 <= i < len(tc): raise ExploreInputError(f"Training example #{i} does not exist (0–{len(tc) - 1}).")
     q = self.fif._features(CachedDataset([tc.hidden_states[i]], tc.labels[i:i + 1], tc.n_frozen_layers))
@@ -341,7 +355,7 @@ def train_item(self:Explorer, i:int, n:int=5)->dict:
                 neighbours=[dict(index=j, distance=d, premise=tr.texts_a[j], hypothesis=tr.texts_b[j] if tr.texts_b else None,
                                  label=self.label_names[tr.labels[j]]) for j, d in self.neighbours(i, n)])
 
-# %% ../nbs/13_explore.ipynb #ad88aa72
+# %% ../nbs/13_explore.ipynb #49271856
 class Job:
     "`fn(control)` on a worker thread; ends with `result`, `cancelled` or `error` (a readable message), then `on_done(job)`."
     def __init__(self, fn, on_progress=None, on_done=None):
