@@ -397,6 +397,13 @@ def _answers(port:int)->bool:
 
 def _interrupt(*args): raise KeyboardInterrupt()
 
+def _die_with_parent():
+    "In the Voila child (Linux): get SIGTERM if `fastif explore` itself is killed, so no server is left behind."
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError): pass
+
 def voila_command(port:int)->list:
     "The Voila command line serving the explorer notebook on 127.0.0.1:port with the CDN-free template."
     return [sys.executable, '-m', 'voila', str(_assets('explore.ipynb')), '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1',
@@ -411,7 +418,7 @@ def serve(config:dict,          # the app's configuration (see `build_explorer`)
     if _answers(port): raise InfluenceInputError(f"Port {port} is already in use on 127.0.0.1: pass another --port, or leave it out for a free one.")
     env = {**os.environ, 'FASTIF_EXPLORE': json.dumps(config),
            'JUPYTER_PATH': os.pathsep.join([str(_assets('jupyter'))] + [p for p in [os.environ.get('JUPYTER_PATH')] if p])}
-    proc = subprocess.Popen(voila_command(port), env=env, start_new_session=True)
+    proc = subprocess.Popen(voila_command(port), env=env, start_new_session=True, preexec_fn=_die_with_parent)
     prev = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}  # also when SIGINT was inherited ignored
     try:
         t0 = time.monotonic()

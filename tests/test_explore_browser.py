@@ -38,7 +38,10 @@ def app(out):
         assert time.monotonic() - t0 < 180, f'no URL printed within 180 s:\n{log.read_text()}'
         time.sleep(0.2)
     yield dict(url=f'http://127.0.0.1:{port}/', proc=proc, port=port, log=log)
-    if proc.poll() is None: proc.kill(); proc.wait()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try: proc.wait(30)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
 
 @pytest.fixture(scope='module')
 def browser():
@@ -78,6 +81,7 @@ def test_page_loads_with_no_external_requests(page, blocked, out):
     page.wait_for_selector('.fastif-ok')  # "Ready": the model is loaded, the first set selected
     assert 'training examples' in _text(page, '.fastif-title')
     page.screenshot(path=out / '1_ready.png', full_page=True)
+    assert 'cdn.jsdelivr.net' not in page.content()  # Voila's FontAwesome links are gone (the fastif template)
     assert blocked == []
 
 def test_pick_an_example_and_run(page, out):
