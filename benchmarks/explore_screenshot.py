@@ -4,7 +4,7 @@ time from clicking Run to the ranked list, against `fastif explain` with the sam
     python benchmarks/explore_screenshot.py     # writes benchmarks/results/explorer.png and explorer.md
 
 Needs the cached 2-label model (~/.cache/fastif_nb/mnli2-*; `fastif train` makes it), chromium and playwright."""
-import os, re, signal, socket, subprocess, sys, time
+import os, re, signal, socket, subprocess, sys, tempfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / 'tests'))
 from browser import offline_browser, offline_page
 
 OUT = ROOT / 'benchmarks' / 'results'
+SHOT_ONLY = '--screenshot-only' in sys.argv  # just the picture (no timings, no `fastif explain`)
 SETTINGS = ['--k', '1000', '--depth', '1000', '--batch-size', '1', '--repeats', '1', '--damping', '0.01', '--top', '3']  # the CLI defaults
 FASTIF = [sys.executable, '-c', 'from fastif_nb.cli import main; main()']
 
@@ -58,7 +59,9 @@ def explore(log:Path)->dict:
             res['rows'] = [int(re.search(r'HANS \(real rows\) #(\d+)', page.locator('.fastif-current').inner_text()).group(1))]
             res['click_1'] = click_run(page, 1)
             res['server_1'] = float(re.search(r'done in ([\d.]+) s', run_label(page)).group(1))
-            page.screenshot(path=OUT / 'explorer.png', full_page=True)
+            page.set_viewport_size({'width': 1400, 'height': 2100})  # the whole explorer (Voila's page scrolls inside)
+            page.locator('.fastif-explorer').screenshot(path=OUT / 'explorer.png')
+            if SHOT_ONLY: res['blocked'] = list(blocked); return res
             page.select_option('.fastif-example select', index=1)
             page.wait_for_function("r => !document.querySelector('.fastif-current').innerText.includes('#' + r + '\\n')", arg=res['rows'][0])
             time.sleep(1)
@@ -83,7 +86,8 @@ def explain(row:int)->tuple:
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    e = explore(OUT / 'explorer_server.log')
+    e = explore(Path(tempfile.gettempdir()) / 'fastif_explorer_server.log')
+    if SHOT_ONLY: print(f"screenshot of HANS row {e['rows'][0]}: {OUT / 'explorer.png'}; blocked requests: {e['blocked'] if 'blocked' in e else 'n/a'}"); return
     x = [explain(r) for r in e['rows']]
     rows = [('first Run (LiSSA scale estimated)', e['click_1'], e['server_1'], x[0]), ('second Run (scale reused)', e['click_2'], e['server_2'], x[1])]
     md = ["# The explorer on the fine-tuned MiniLM (2 labels, 8,999 MNLI training pairs)", "",

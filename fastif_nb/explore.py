@@ -163,9 +163,9 @@ def free_text(self:Explorer, premise:str, hypothesis:str, label=None)->Example:
     return Example(premise, hypothesis, label, 'free text')
 
 @patch
-def describe(self:Explorer, example:Example)->dict:
-    "The model's prediction on `example`: label names, probabilities, predicted and gold label, correct or not."
-    p = self.fif.predict([example.key])[0]
+def describe(self:Explorer, example:Example, probs=None)->dict:
+    "The model's prediction on `example` (or from its `probs`): label names, probabilities, predicted and gold label, correct or not."
+    p = self.fif.predict([example.key])[0] if probs is None else probs
     pred = int(p.argmax())
     return dict(probs={n: float(v) for n, v in zip(self.label_names, p)}, predicted=self.label_names[pred],
                 gold=None if example.label is None else self.label_names[example.label],
@@ -264,10 +264,10 @@ def _summarise(self:Explorer, example, settings, expl, solver, caught)->Result:
     stderr = _first_attr((expl, solver), ('stderr_', 'stderr', 'standard_errors_', 'se_'))
     res = _first_attr((expl, solver), ('residual_', 'residual', 'relative_residual_'))
     trace = {t: tr.mean(1).numpy() for t, tr in getattr(solver, 'trace_', {}).items()} or None
-    return Result(example, settings, self.describe(example), self._items(expl, expl.helpful(settings.top), stderr),
+    return Result(example, settings, self.describe(example, expl.probs[0]), self._items(expl, expl.helpful(settings.top), stderr),
                   self._items(expl, expl.harmful(settings.top), stderr), expl.scores.shape[1], len(self.fif.train),
                   expl.seconds, getattr(solver, 'scale_', None), trace, None if res is None else float(torch.as_tensor(res).max()),
-                  warnings=tuple(str(w.message) for w in caught), explanation=expl)
+                  warnings=tuple(dict.fromkeys(str(w.message) for w in caught if 'fastif_nb' in w.filename)), explanation=expl)
 
 # %% ../nbs/13_explore.ipynb #53c79d49
 @patch
