@@ -40,7 +40,7 @@ setup(
                 + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     packages=find_packages(include=[cfg['lib_path'], cfg['lib_path'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_path']: ['data/*', 'data/**/*']},
+    package_data={cfg['lib_path']: ['data/*', 'data/**/*', 'assets/*', 'assets/**/*']},  # assets: the explorer's Voila notebook and template
     python_requires='>=' + min_python,
     install_requires=reqs,
     extras_require={'dev': cfg.get('dev_requirements', '').split(), 'gpu': gpu_reqs},

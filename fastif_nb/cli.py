@@ -60,6 +60,7 @@ def parser()->argparse.ArgumentParser:
     e.add_argument('--premise'); e.add_argument('--hypothesis'); e.add_argument('--label', help='gold label (default: explain the prediction)')
     e.add_argument('--split', choices=('dev_matched', 'heldout', 'hans', 'anli1', 'anli2', 'anli3'), help='a bundled evaluation split')
     e.add_argument('--indices', default='0', help='comma-separated row numbers of --split (default 0)')
+    from fastif_nb.explore_app import add_parser as explore_parser; explore_parser(sub)  # `fastif explore` (13a_explore_app)
     return p
 
 # %% ../nbs/09_cli.ipynb #06a68b5f
@@ -182,7 +183,8 @@ def cmd_demo(args):
     _report(_explain(fif, args, ex), args)
 
 # %% ../nbs/09_cli.ipynb #20a7ff74
-COMMANDS = dict(demo=cmd_demo, train=cmd_train, index=cmd_index, explain=cmd_explain)
+COMMANDS = dict(demo=cmd_demo, train=cmd_train, index=cmd_index, explain=cmd_explain,
+                explore=lambda args: __import__('fastif_nb.explore_app', fromlist=['cmd_explore']).cmd_explore(args))
 EXIT_CODES = {InfluenceInputError: 2, StaleIndexError: 3, WorkerError: 4, FastIFError: 1}  # most specific first
 
 def exit_code(e:FastIFError)->int:
