@@ -142,7 +142,8 @@ def m_pydvl(ctx, maxiter=300, B=32):
     inf = LissaInfluence(model, F.cross_entropy, regularization=ctx['lam'], maxiter=maxiter, scale=ctx['scale32'], rtol=1e-12)
     t0 = time.perf_counter(); inf = inf.fit(loader); t1 = time.perf_counter()
     x, y = packed_collate(_items(ctx['test'], range(len(ctx['test']))))
-    S = inf.influence_factors(x, y).T.detach()
+    dev = next(model.parameters()).device
+    S = inf.influence_factors(x.to(dev), y.to(dev)).T.detach()
     return S, t1 - t0, time.perf_counter() - t1, (f'maxiter {maxiter}, batch {B}, scale {ctx["scale32"]:.3g}; its loader cannot take a '
                                                    f'collate_fn, so items are padded to {data.L} tokens')
 
@@ -184,6 +185,7 @@ def main():
     ap.add_argument('--damping', type=float, default=0.25); ap.add_argument('--ref-tol', type=float, default=1e-6)
     ap.add_argument('--methods', nargs='*', default=['blockcg', 'fast_lissa', 'faithful_lissa', 'pydvl', 'kronfluence'])
     ap.add_argument('--faithful', default='1000,32,1', help='J,B,T of the faithful LiSSA'); ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (the model, batches and vectors move there)")
     ap.add_argument('--out', default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
@@ -205,6 +207,9 @@ def main():
     class D64(Sub):
         def __getitem__(self, i): it = super().__getitem__(i); return {**it, 'hidden_states': it['hidden_states'].double()}
     hset64 = D64(train, hset.idx)
+    if a.device != 'cpu':
+        from fastif_nb.parallel import to_device
+        for t in (task, task64): to_device(t, torch.device(a.device))
     G = test_gradients(task, test)  # [m, p]
     lam = a.damping
     probe = LiSSA(batch_size=32, damping=lam, scale='auto', scale_batches=5)
@@ -249,8 +254,8 @@ def main():
              f'{desc}. Influence parameters: {task.n_params:,} (top encoder layer + pooler + classifier, `ClsTop`). '
              f'Hessian over {len(hset):,} training pairs{" (random subsample, seed 0)" if len(hset) < N else ""}; all {N:,} scored; '
              f'{len(test)} dev-matched queries (gold labels). Objective: mean cross-entropy (no decay term); damping λ = {lam} '
-             f'for every method. torch {torch.__version__}, {torch.get_num_threads()} thread(s) per process, `nice -n 10`, '
-             f'2-core machine shared with other jobs: load average {load0[0]:.1f} at start, {load1[0]:.1f} at end '
+             f'for every method. torch {torch.__version__}, device {a.device}' + (f' ({torch.cuda.get_device_name()})' if a.device != 'cpu' else '') + f', {torch.get_num_threads()} thread(s) per process, `nice -n 10`, '
+             f'{os.cpu_count()}-core machine (shared with other jobs when load > cores): load average {load0[0]:.1f} at start, {load1[0]:.1f} at end '
              f'(total wall {time.perf_counter() - t_start:.0f} s). Times are wall seconds for all queries together.\n',
              '| method | fit (s) | s_test (s) | scoring all N (s) | Pearson | Spearman | top-100 overlap | relative residual per query | notes |',
              '|---|---|---|---|---|---|---|---|---|']
