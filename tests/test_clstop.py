@@ -93,3 +93,17 @@ def test_refusals_and_fallback():
     sneaky.bert.pooler = MeanPooler(sneaky.bert.pooler)
     with pytest.raises(InfluenceInputError, match='does not read only position 0'): ClsTop(sneaky, 1)
     with pytest.raises(InfluenceInputError, match='not a BERT-family'): ClsTop(nn.Linear(3, 3), 0)
+
+def test_drop_in_for_fastif(tiny):
+    "FastIF with its task rebuilt on ClsTop (the hook FastIF would need: top=cls_top(...)) gives the same explanation."
+    from fastif_nb.data import load_mnli
+    from fastif_nb.fastif import FastIF
+    model, tok = tiny
+    fif = FastIF(model, tok, load_mnli('train').subset(range(40)), n_frozen_layers=3, progress=False,
+                 solver=CG(damping=10., tol=1e-8, maxiter=200))
+    dev = load_mnli('dev_matched').subset(range(2))
+    ref = fif.explain(dev, k=15)
+    fif.task = ClassificationTask(ClsTop(model, 3), weight_decay=fif.task.weight_decay, collate_fn=fif.train_cached.collate)
+    new = fif.explain(dev, k=15)
+    assert torch.equal(ref.indices, new.indices)
+    torch.testing.assert_close(new.scores, ref.scores, rtol=1e-4, atol=1e-6 * ref.scores.abs().max().item())
