@@ -3,7 +3,8 @@ import numpy as np, pytest, torch, torch.nn as nn
 from fastif_nb.task import ClassificationTask, InfluenceInputError
 from fastif_nb.solvers import CG, Exact
 from fastif_nb.apps.correct import (STRATEGIES, correct, compare_strategies, summarize, plot_history, gradient_step,
-                                    anchor_influence, relative_residual, head_dataset, head_task, _assign)
+                                    anchor_influence, relative_residual, head_dataset, head_task, _assign,
+                                    pooled_dataset, classifier_task)
 
 def toy(n, seed, d=5):
     "Labelled points of a noisy linear rule, as (x, y) pairs."
@@ -164,10 +165,20 @@ def test_tiny_bert_head(tiny):
     sent = lambda n: ' '.join(g.choice(words, n)) + ' .'
     ds = TextPairDataset([sent(6) for _ in range(60)], [sent(3) for _ in range(60)],
                          [NLI2_LABELS[i] for i in g.integers(0, 2, 60)], NLI2_LABELS)
-    hd, t = head_dataset(model, tok, ds), head_task(model)
+    hd, t = head_dataset(model, ds, tok), head_task(model)
     enc = tok(ds.texts_a[:4], ds.texts_b[:4], padding=True, return_tensors='pt')
     with torch.no_grad():
         torch.testing.assert_close(t.model(**hd.collate([hd[i] for i in range(4)])).logits, model(**enc).logits, atol=1e-5, rtol=1e-4)
+    ct, pdd = classifier_task(model), pooled_dataset(model, hd)
+    with torch.no_grad(): torch.testing.assert_close(ct.model(pdd.tensors[0][:4]), model(**enc).logits, atol=1e-5, rtol=1e-4)
+    _, hc = correct(ct, torch.utils.data.Subset(pdd, range(40)), torch.utils.data.Subset(pdd, range(40, 50)),
+                    torch.utils.data.Subset(pdd, range(50, 60)), strategy='harmful', solver=Exact(damping=0.01), lr=1.0, iterations=2)
+    assert (hc.anchor_loss_after[1:] > hc.anchor_loss_before[1:]).all() and (hc.residual[1:] < 1e-5).all()
+    from fastif_nb.model import cache_prefix
+    from fastif_nb.text import tokenize
+    hd1 = head_dataset(model, cache_prefix(model, tokenize(ds, tok), 1, progress=False))  # from a shallower cache
+    torch.testing.assert_close(torch.cat(hd1.hidden_states), torch.cat(hd.hidden_states), atol=1e-5, rtol=1e-4)
+    with pytest.raises(InfluenceInputError, match="needs the model's tokenizer"): head_dataset(model, ds)
     train, valid, test = [torch.utils.data.Subset(hd, r) for r in (range(40), range(40, 50), range(50, 60))]
     before = t.flat_params().clone()
     _, h = correct(t, train, valid, test, strategy='helpful', solver=CG(damping=1.0, tol=1e-6, maxiter=500), lr=0.0,

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['STRATEGIES', 'evaluate_task', 'gradient_step', 'relative_residual', 'anchor_influence', 'correct',
-           'compare_strategies', 'summarize', 'plot_history', 'head_dataset', 'head_task']
+           'compare_strategies', 'summarize', 'plot_history', 'head_dataset', 'head_task', 'pooled_dataset',
+           'classifier_task']
 
 # %% ../../nbs/12_correct.ipynb #febc9f1c
 import copy, math, time
@@ -17,10 +18,11 @@ from ..task import ClassificationTask, InfluenceInputError, _split_batch
 from ..solvers import CG
 from ..hvp import data_hvp
 from ..influence import score_candidates
-from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_layers
+from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_layers, _run_layers, _attn_mask
+from ..text import length_sorted_batches
 from ..text import tokenize
 
-# %% ../../nbs/12_correct.ipynb #08961a4c
+# %% ../../nbs/12_correct.ipynb #deef4009
 STRATEGIES = ('helpful', 'harmful', 'random', 'anchors')  # what each gradient step is taken on
 
 def _check_lr(lr, allow_zero:bool=True)->float:
@@ -63,7 +65,7 @@ def _check_inputs(task, train, valid, test, pool, strategy, n_anchors, n_points,
     if strategy != 'anchors' and len(pool) < n_points: raise InfluenceInputError(
         f"The pool has {len(pool)} examples, fewer than n_points={n_points} to pick: lower n_points or pass a larger pool.")
 
-# %% ../../nbs/12_correct.ipynb #0addb72d
+# %% ../../nbs/12_correct.ipynb #a91688ae
 def evaluate_task(task:ClassificationTask, # model (eval mode) + parameters
                   data,                    # labelled map-style dataset
                   batch_size:int=256,      # examples per forward pass
@@ -100,7 +102,7 @@ def gradient_step(task:ClassificationTask, # the task whose model is updated in 
     _assign(task, task.flat_params() - _check_lr(lr) * g)
     return -lr * g
 
-# %% ../../nbs/12_correct.ipynb #91caee89
+# %% ../../nbs/12_correct.ipynb #6cb7bf17
 def relative_residual(task:ClassificationTask, # the task
                       train,                   # training data defining H
                       x:torch.Tensor,          # a solution of (H + damping·I) x = v, [p] or [p, m]
@@ -128,7 +130,7 @@ def anchor_influence(task:ClassificationTask, # model + parameters + training ob
     scores = -score_candidates(task, pool, s[:, None], cand, batch_size, progress=False)[:, 0]
     return scores, cand, s, v
 
-# %% ../../nbs/12_correct.ipynb #5bacb5aa
+# %% ../../nbs/12_correct.ipynb #927ed421
 def _knn_candidates(index, valid_features, anchor_idx, k):
     "The `k` pool points nearest to the mean feature of the anchors."
     return torch.as_tensor(index.search_mean(valid_features[np.asarray(anchor_idx)], k)[1], dtype=torch.long)
@@ -199,7 +201,7 @@ def correct(task:ClassificationTask,  # model (eval mode) + parameters + trainin
     hist.insert(0, 'strategy', strategy); hist.insert(1, 'seed', seed); hist.insert(2, 'lr', float(lr))
     return task.model, hist
 
-# %% ../../nbs/12_correct.ipynb #f20cdff8
+# %% ../../nbs/12_correct.ipynb #488c8333
 def compare_strategies(task:ClassificationTask, train, valid, test, # as in `correct`
                        pool=None,                 # as in `correct`
                        strategies=STRATEGIES,     # which strategies to run
@@ -220,7 +222,7 @@ def compare_strategies(task:ClassificationTask, train, valid, test, # as in `cor
         out.append(correct(task, train, valid, test, pool, strategy=s, lr=lr, seed=seed, **kwargs)[1])
     return pd.concat(out, ignore_index=True)
 
-# %% ../../nbs/12_correct.ipynb #0d543127
+# %% ../../nbs/12_correct.ipynb #10bd49bb
 def summarize(history:pd.DataFrame, # stacked histories (`compare_strategies`)
              )->pd.DataFrame:       # per lr × strategy: accuracy/loss before and after (mean, min, max over seeds)
     "Before/after table of a correction study."
@@ -254,19 +256,33 @@ def plot_history(history:pd.DataFrame, # stacked histories (`compare_strategies`
     ax.set(xlabel='iteration', ylabel=metric, title=title or f'lr={lr:g}'); ax.legend(fontsize=7)
     return ax
 
-# %% ../../nbs/12_correct.ipynb #94615bee
+# %% ../../nbs/12_correct.ipynb #7fc956a4
+def _final_cls(model, cached:CachedDataset, batch_size:int)->list:
+    "Final [CLS] state [1, d] of every cached example, running the encoder layers above the cache."
+    top = TopLayers(model, cached.n_frozen_layers)
+    layers, out = getattr(top, top._name).encoder.layer.values(), [None] * len(cached)
+    with torch.no_grad():
+        for idx in length_sorted_batches(cached.lengths, batch_size):
+            b = cached.collate([cached[i] for i in idx])
+            h = _run_layers(layers, b['hidden_states'], _attn_mask(top.config, b['hidden_states'], b['attention_mask']))
+            for j, i in enumerate(idx): out[i] = h[j, :1].clone()
+    return out
+
 def head_dataset(model,                 # a BERT-family classifier with a pooler, in eval mode
-                 tokenizer,             # its tokenizer
-                 ds,                    # a TextPairDataset
+                 ds,                    # a TextPairDataset (needs `tokenizer`), or a CachedDataset of this model's prefix
+                 tokenizer=None,        # the model's tokenizer (for a TextPairDataset)
                  max_length:int=128,    # token limit (longer pairs are truncated)
                  batch_size:int=64,     # examples per forward pass
                  progress:bool=False,   # progress bar
                 )->CachedDataset:       # one [1, d] final [CLS] state per example, with labels
-    "Run all encoder layers once and keep each example's final [CLS] state: the input of the pooler and classifier."
+    "Run the encoder once and keep each example's final [CLS] state: the input of the pooler and classifier."
     if getattr(getattr(model, 'base_model', None), 'pooler', None) is None: raise InfluenceInputError(
         f"{type(model).__name__} has no pooler: head_dataset caches the pooler's input, so it needs a BERT-style model.")
-    c = cache_prefix(model, tokenize(ds, tokenizer, max_length=max_length), n_layers(model), batch_size, progress)
-    return CachedDataset([h[:1].clone() for h in c.hidden_states], c.labels, c.n_frozen_layers, source=c.source)
+    if model.training: raise InfluenceInputError("The model is in train mode (dropout would make the states random); call model.eval().")
+    if not isinstance(ds, CachedDataset):
+        if tokenizer is None: raise InfluenceInputError("head_dataset needs the model's tokenizer for a dataset of texts.")
+        ds = cache_prefix(model, tokenize(ds, tokenizer, max_length=max_length), n_layers(model) - 1, batch_size, progress)
+    return CachedDataset(_final_cls(model, ds, batch_size), ds.labels, n_layers(model), source=ds.source)
 
 def head_task(model,                    # the classifier `head_dataset` was computed with
               weight_decay:float=0.005, # the training objective's weight decay (enters H and every step)
@@ -275,3 +291,20 @@ def head_task(model,                    # the classifier `head_dataset` was comp
     top = TopLayers(model, n_layers(model))
     for p in top.parameters(): p.requires_grad_(True)
     return ClassificationTask(top, weight_decay=weight_decay, collate_fn=cached_collate)
+
+# %% ../../nbs/12_correct.ipynb #8c5ef684
+def pooled_dataset(model,                   # the classifier `head` was computed with
+                   head:CachedDataset,      # final [CLS] states from `head_dataset`
+                  )->torch.utils.data.TensorDataset: # (pooler output [d], label) pairs: the classifier's inputs
+    "The pooler output of every cached example, with its label."
+    with torch.no_grad(): X = model.base_model.pooler(torch.cat(head.hidden_states)[:, None])
+    return torch.utils.data.TensorDataset(X, torch.as_tensor(head.labels))
+
+def classifier_task(model,                    # a BERT-family classifier (its `classifier` is a linear layer)
+                    weight_decay:float=0.005, # the training objective's weight decay
+                   )->ClassificationTask:     # influence and steps over the classifier, on `pooled_dataset` items
+    "A task over the last linear layer: multinomial L2 logistic regression on the pooled features (convex, so H ⪰ 0)."
+    if not isinstance(getattr(model, 'classifier', None), torch.nn.Linear): raise InfluenceInputError(
+        f"{type(model).__name__}.classifier is not a single linear layer; use head_task for a deeper head.")
+    for p in model.classifier.parameters(): p.requires_grad_(True)
+    return ClassificationTask(model.classifier, weight_decay=weight_decay)
