@@ -10,9 +10,10 @@ from fastif_nb.hans import generate_hans, HANS_SUBCASES
 from fastif_nb.model import CachedDataset, cache_prefix, load_classifier
 from fastif_nb.text import tokenize
 from fastif_nb.finetune import train_or_load, finetune, default_cache_dir
-from fastif_nb.solvers import CG
+from fastif_nb.solvers import CG, Exact
 from fastif_nb.hvp import data_hvp
-from fastif_nb.apps.correct import head_dataset, head_task, evaluate_task, compare_strategies, summarize, plot_history, anchor_influence
+from fastif_nb.apps.correct import (head_dataset, head_task, evaluate_task, compare_strategies, summarize, plot_history,
+                                    anchor_influence, pooled_dataset, classifier_task)
 
 RES = Path(__file__).parent/'results'
 HEURISTICS = ('lexical_overlap', 'subsequence', 'constituent')
@@ -31,21 +32,13 @@ def cached_head(model, name:str, make, tok=None):
 
 def feats(hd): return torch.cat(hd.hidden_states).numpy()
 
-def eig_extremes(task, train, tol=1e-3):
-    "Largest and smallest eigenvalue of the training-objective Hessian H (Lanczos, scipy eigsh)."
-    from scipy.sparse.linalg import LinearOperator, eigsh
-    mv = lambda x: data_hvp(task, train, torch.as_tensor(x, dtype=torch.float32).reshape(-1), 4096).double().numpy()
-    op = LinearOperator((task.n_params,) * 2, matvec=mv, dtype=np.float64)
-    top = eigsh(op, k=1, which='LA', tol=tol, return_eigenvectors=False)[0]
-    low = eigsh(op, k=1, which='SA', tol=tol, return_eigenvectors=False)[0]
-    return float(top), float(low)
+def eig_extremes(task, train):
+    "Smallest and largest eigenvalue of the dense training-objective Hessian H (the `Exact` solver's matrix)."
+    ev = torch.linalg.eigvalsh(Exact().hessian(task, train).double())
+    return float(ev.max()), float(ev.min())
 
-def choose_damping(lam_min:float, floor:float=0.01)->float:
-    "The paper-scale damping 0.01 if H is positive definite, else twice the most negative eigenvalue's magnitude."
-    return max(floor, 2 * abs(lam_min)) if lam_min < 0 else floor
-
-def lissa_vs_cg(task, train, valid, pool, cg, k_feats, n_anchors=10, seeds=(0, 1, 2), k=1000):
-    "Pearson of fast LiSSA (J=1000, B=1) vs the CG influence on the kNN candidates of each seed's first anchor batch."
+def lissa_vs_exact(task, train, valid, pool, exact, k_feats, n_anchors=10, seeds=(0, 1, 2), k=1000):
+    "Pearson of fast LiSSA (J=1000, B=1) vs the Exact influence on the kNN candidates of each seed's first anchor batch."
     from fastif_nb.fastif import fast_lissa
     from fastif_nb.knn import FeatureIndex
     idx, out = FeatureIndex.build(k_feats[0], progress=False), []
@@ -53,21 +46,20 @@ def lissa_vs_cg(task, train, valid, pool, cg, k_feats, n_anchors=10, seeds=(0, 1
         a = torch.randperm(len(valid), generator=torch.Generator().manual_seed(seed))[:n_anchors]
         anchors = torch.utils.data.Subset(valid, a.tolist())
         cand = torch.as_tensor(idx.search_mean(k_feats[1][a.numpy()], min(k, len(pool)))[1])
-        s_cg = anchor_influence(task, train, anchors, pool, cg, cand)[0]
-        s_li = anchor_influence(task, train, anchors, pool, fast_lissa(damping=cg.damping, seed=seed), cand)[0]
+        s_cg = anchor_influence(task, train, anchors, pool, exact, cand)[0]
+        s_li = anchor_influence(task, train, anchors, pool, fast_lissa(damping=exact.damping, seed=seed), cand)[0]
         out.append(float(np.corrcoef(s_cg.numpy(), s_li.numpy())[0, 1]))
     return out
 
-def run_setting(name, task, train, slices, pool=None, lrs=(1e-4,), seeds=(0, 1, 2), iterations=10, n=10, damping=0.01,
-                k=1000, pool_feats=None):
-    "compare_strategies on every slice; histories stacked with a `slice` column."
-    solver = CG(damping=damping, tol=1e-5, maxiter=500)
-    out = []
+def run_setting(name, model, train, slices, pool=None, lrs=(1e-4,), seeds=(0, 1, 2), iterations=10, n=10, damping=0.01, k=1000):
+    "compare_strategies on every slice (classifier task, converged CG); histories stacked with a `slice` column."
+    task, P = classifier_task(model), lambda hd: pooled_dataset(model, hd)
+    trainp, poolp, out = P(train), None if pool is None else P(pool), []
     for sl, (valid, test) in slices.items():
         t0 = time.process_time()
-        h = compare_strategies(task, train, valid, test, pool, seeds=seeds, lrs=lrs, solver=solver, iterations=iterations,
-                               n_anchors=n, n_points=n, k=k, pool_features=feats(train if pool is None else pool) if pool_feats is None else pool_feats,
-                               valid_features=feats(valid), progress=False)
+        h = compare_strategies(task, trainp, P(valid), P(test), poolp, seeds=seeds, lrs=lrs, solver=CG(damping=damping, tol=1e-6, maxiter=300),
+                               iterations=iterations, n_anchors=n, n_points=n, k=k,
+                               pool_features=feats(train if pool is None else pool), valid_features=feats(valid), progress=False)
         h.insert(0, 'slice', sl); out.append(h)
         print(f"{name}/{sl}: {time.process_time() - t0:.0f} CPU s", flush=True)
         print(summarize(h).round(4).to_string(), flush=True)
@@ -84,12 +76,59 @@ def hans_slices(seed_valid=101, seed_test=202, n_valid=10, n_test=30):
         out[h] = (hans_dataset(v, name=f'HANS-style {h} valid'), hans_dataset(t, name=f'HANS-style {h} test'))
     return out
 
+TITLES = dict(hans='Setting 1, MNLI → MNLI → HANS-style (2-label model, pool = the 8,999 MNLI training pairs)',
+              anli='Setting 1, MNLI → MNLI → ANLI (3-label model, pool = the MNLI training pairs)',
+              amazon='Setting 1, Amazon → Amazon → Amazon (5-class model, pool = its 1,000 training reviews)',
+              hans_new='Setting 2, MNLI → HANS-style → HANS-style (pool = new HANS-style pairs, unseen in training)',
+              anli_new='Setting 2, MNLI → ANLI → ANLI (pool = ANLI pairs held out from anchors and evaluation)')
+
+def figure(hist, study, lr):
+    "Accuracy and loss per iteration (mean, min/max band) for every slice at `lr`, as FastIF Fig. 6."
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    sl = list(dict.fromkeys(hist['slice']))
+    fig, axs = plt.subplots(2, len(sl), figsize=(4.2 * len(sl), 6), squeeze=False)
+    for j, s in enumerate(sl):
+        for i, m in enumerate(('accuracy', 'loss')): plot_history(hist[hist['slice'] == s], m, lr, axs[i, j], f'{s}, lr={lr:g}')
+    fig.tight_layout(); return fig
+
+def gains(hist):
+    "Accuracy change after the last iteration, per slice × lr × strategy (mean over seeds), and helpful − z-test."
+    last = hist.iteration.max()
+    a = hist[hist.iteration == last].groupby(['slice', 'lr', 'strategy']).accuracy.mean().unstack()
+    b = hist[hist.iteration == 0].groupby(['slice', 'lr', 'strategy']).accuracy.mean().unstack()
+    d = (a - b) * 100
+    d['helpful − z-test'] = d['helpful'] - d['anchors'] if 'anchors' in d else np.nan
+    return d.round(2)
+
+def report():
+    "Gather every study's results into apps_correct.md and figures."
+    lines = ['# FastIF §6.3 error correction on the cached MiniLM models', '',
+             'Produced by `benchmarks/apps_correct.py` (one study per call, then `report`). Influence and the gradient steps are',
+             'taken over the classifier layer on the pooled features (multinomial L2 logistic regression, convex), with conjugate',
+             'gradients on the full training objective (damping 0.01, tol 1e-6; the dense Hessian gives λ_min, λ_max); every solve\'s relative residual',
+             '‖(H+λI)s−v‖/‖v‖ is measured with one more full-data HVP. kNN: 1,000 nearest pool points to the mean final-[CLS]',
+             'feature of the anchors. Strategies: 10 most helpful / harmful / random pool points, or the anchors ("z-test").',
+             'Accuracy in %, Δ = after the last iteration − before, mean over seeds; min/max over seeds in the CSV/figures.', '']
+    for study in TITLES:
+        f = RES/f'apps_correct_{study}.csv'
+        if not f.exists(): continue
+        hist, meta = pd.read_csv(f), json.loads((RES/f'apps_correct_{study}.json').read_text())
+        lines += [f'## {TITLES[study]}', '', '```', json.dumps({k: v for k, v in meta.items()}, indent=None), '```', '']
+        lines += ['Accuracy change Δ (points, mean over seeds):', '', gains(hist).to_markdown(), '']
+        t = summarize(hist).copy()
+        lines += ['Before/after (accuracy as a fraction, loss = mean cross-entropy on the test split):', '', t.round(4).to_markdown(index=False), '']
+        for lr in sorted(hist.lr.unique()):
+            fig = figure(hist, study, lr); name = f'apps_correct_{study}_lr{lr:g}.png'
+            fig.savefig(RES/name, dpi=90); lines += [f'![{study} lr={lr:g}]({name})', '']
+    (RES/'apps_correct.md').write_text('\n'.join(lines) + '\n')
+
 def main():
+    if sys.argv[1:] == ['report']: return report()
     ap = argparse.ArgumentParser()
     ap.add_argument('study', choices=['hans', 'anli', 'amazon', 'hans_new', 'anli_new'])
     ap.add_argument('--iterations', type=int, default=10); ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--lrs', type=float, nargs='+', default=[1e-4]); ap.add_argument('--slices', nargs='+', default=None)
-    ap.add_argument('--tag', default='')
+    ap.add_argument('--tag', default=''); ap.add_argument('--hans-pool', type=int, default=10)
     a = ap.parse_args()
     t_start, meta = time.process_time(), dict(study=a.study, iterations=a.iterations, seeds=a.seeds, lrs=a.lrs)
     if a.study in ('hans', 'hans_new'):
@@ -103,7 +142,7 @@ def main():
                     slices={h: [len(v), len(t)] for h, (v, t) in slices.items()})
         pool = None
         if a.study == 'hans_new':
-            df = generate_hans(10, 303)  # 300 rows over all 30 subcases, seeds disjoint from valid/test
+            df = generate_hans(a.hans_pool, 303)  # over all 30 subcases, a seed disjoint from valid/test
             seen = {(x, y) for v, t in raw.values() for d in (v, t) for x, y in zip(d.texts_a, d.texts_b)}
             df = df[[(x, y) not in seen for x, y in zip(df.sentence1, df.sentence2)]]
             pool = cached_head(model, f'hans-pool303-{len(df)}', lambda: hans_dataset(df, name='HANS-style pool'), tok)
@@ -134,20 +173,21 @@ def main():
         sub = lambda ix: CachedDataset([test_all.hidden_states[i] for i in ix], test_all.labels[ix], test_all.n_frozen_layers)
         slices = {'Amazon': (sub(perm[:300]), sub(perm[300:]))}
         pool = None
-        meta.update(finetune_cpu_s=time.process_time() - t0, train_accuracy=evaluate_task(head_task(model), train)[0], n_train=len(train))
-    task = head_task(model)
+        meta.update(finetune_cpu_s=time.process_time() - t0, n_train=len(train))
+    task, trainp = classifier_task(model), pooled_dataset(model, train)
     meta['n_params'] = task.n_params
+    meta['train_accuracy'] = evaluate_task(task, trainp)[0]
     t0 = time.process_time()
-    top, low = eig_extremes(task, train)
-    damping = choose_damping(low)
+    top, low = eig_extremes(task, trainp)
+    damping = 0.01  # H is PSD (convex); its smallest eigenvalue is the flat softmax-shift direction of the bias
     meta.update(lambda_max=top, lambda_min=low, damping=damping, eig_cpu_s=time.process_time() - t0)
     print(json.dumps(meta), flush=True)
     n = 50 if a.study == 'amazon' else 10
-    hist = run_setting(a.study, task, train, slices, pool, a.lrs, a.seeds, a.iterations, n, damping)
-    if a.study in ('hans', 'anli'):
-        v, _ = next(iter(slices.values()))
-        meta['lissa_vs_cg_pearson'] = lissa_vs_cg(task, train, v, train if pool is None else pool, CG(damping=damping, tol=1e-5, maxiter=500),
-                                                  (feats(train if pool is None else pool), feats(v)), n, a.seeds)
+    hist = run_setting(a.study, model, train, slices, pool, a.lrs, a.seeds, a.iterations, n, damping)
+    v, _ = next(iter(slices.values()))
+    meta['lissa_vs_exact_pearson'] = lissa_vs_exact(task, trainp, pooled_dataset(model, v),
+                                                    trainp if pool is None else pooled_dataset(model, pool), Exact(damping=damping),
+                                                    (feats(train if pool is None else pool), feats(v)), n, a.seeds)
     meta['cpu_s'] = time.process_time() - t_start
     meta['residual_max'] = float(hist.residual.max()) if 'residual' in hist else None
     RES.mkdir(exist_ok=True)
