@@ -129,6 +129,7 @@ def main():
     ap.add_argument('--iterations', type=int, default=10); ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     ap.add_argument('--lrs', type=float, nargs='+', default=[1e-4]); ap.add_argument('--slices', nargs='+', default=None)
     ap.add_argument('--tag', default=''); ap.add_argument('--hans-pool', type=int, default=10)
+    ap.add_argument('--anli-rounds', type=int, nargs='+', default=[1, 2, 3])
     a = ap.parse_args()
     t_start, meta = time.process_time(), dict(study=a.study, iterations=a.iterations, seeds=a.seeds, lrs=a.lrs)
     if a.study in ('hans', 'hans_new'):
@@ -151,17 +152,18 @@ def main():
         model, tok, info = train_or_load(num_labels=3, progress=False); model._fastif_name = Path(info['folder']).name
         train = cached_head(model, 'mnli-train', lambda: load_mnli('train', 3), tok)
         def anli():
-            ds = [load_anli(r) for r in (1, 2, 3)]
+            ds = [load_anli(r) for r in a.anli_rounds]
             from fastif_nb.data import TextPairDataset
             return TextPairDataset(sum((d.texts_a for d in ds), []), sum((d.texts_b for d in ds), []),
-                                   [d.label_names[l] for d in ds for l in d.labels], ds[0].label_names, name='ANLI R1-R3 dev')
-        allh = cached_head(model, 'anli-r123-dev', anli, tok)
+                                   [d.label_names[l] for d in ds for l in d.labels], ds[0].label_names, name='ANLI dev')
+        allh = cached_head(model, 'anli-r' + ''.join(map(str, a.anli_rounds)) + '-dev', anli, tok)
         perm = torch.randperm(len(allh), generator=torch.Generator().manual_seed(0)).tolist()
-        parts = dict(valid=perm[:600], test=perm[600:1800], pool=perm[1800:])
+        nv, nt = int(0.2 * len(perm)), int(0.4 * len(perm))  # 20% anchors' validation split, 40% test, the rest the new-data pool
+        parts = dict(valid=perm[:nv], test=perm[nv:nv + nt], pool=perm[nv + nt:])
         sub = lambda ix: CachedDataset([allh.hidden_states[i] for i in ix], allh.labels[ix], allh.n_frozen_layers)
         slices = {'ANLI': (sub(parts['valid']), sub(parts['test']))}
         pool = sub(parts['pool']) if a.study == 'anli_new' else None
-        meta.update(model=info['folder'], dev_accuracy=info['dev_accuracy'], n_train=len(train), anli_split={k: len(v) for k, v in parts.items()})
+        meta.update(model=info['folder'], dev_accuracy=info['dev_accuracy'], n_train=len(train), anli_split={k: len(v) for k, v in parts.items()}, anli_rounds=a.anli_rounds)
     else:  # amazon: a 5-class top trained on the 1,000 dev reviews (finetune recipe on the cached prefix), evaluated on test
         model, tok = load_classifier(None, 5, AMAZON_LABELS)
         dev, tst = [cache_prefix(model, tokenize(load_amazon(s), tok, 128), 5, progress=False) for s in ('dev', 'test')]
