@@ -120,6 +120,12 @@ def report():
         for lr in sorted(hist.lr.unique()):
             fig = figure(hist, study, lr); name = f'apps_correct_{study}_lr{lr:g}.png'
             fig.savefig(RES/name, dpi=90); lines += [f'![{study} lr={lr:g}]({name})', '']
+    g = RES/'apps_correct_hans_lrgrid.csv'
+    if g.exists():
+        hist = pd.read_csv(g)
+        lines += ['## Learning-rate grid (HANS-style lexical overlap, seed 0, 10 iterations)', '',
+                  'lr 1e-4: apps_correct_lr1e-4_probe.log (2 iterations: nothing moves); lr 0.1: the main study above.', '',
+                  gains(hist).to_markdown(), '', summarize(hist).round(4).to_markdown(index=False), '']
     lines += ['## Reading', '',
               'Loss: on every HANS-style slice and on ANLI the ordering influence predicts holds — most harmful raises the test',
               'loss several times more than random points, most helpful lowers it about as much as fine-tuning on the anchors',

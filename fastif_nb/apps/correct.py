@@ -22,7 +22,7 @@ from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_la
 from ..text import length_sorted_batches
 from ..text import tokenize
 
-# %% ../../nbs/12_correct.ipynb #a9a138fa
+# %% ../../nbs/12_correct.ipynb #689e5b38
 STRATEGIES = ('helpful', 'harmful', 'random', 'anchors')  # what each gradient step is taken on
 
 def _check_lr(lr, allow_zero:bool=True)->float:
@@ -65,7 +65,7 @@ def _check_inputs(task, train, valid, test, pool, strategy, n_anchors, n_points,
     if strategy != 'anchors' and len(pool) < n_points: raise InfluenceInputError(
         f"The pool has {len(pool)} examples, fewer than n_points={n_points} to pick: lower n_points or pass a larger pool.")
 
-# %% ../../nbs/12_correct.ipynb #f0d66607
+# %% ../../nbs/12_correct.ipynb #6a38e4dc
 def evaluate_task(task:ClassificationTask, # model (eval mode) + parameters
                   data,                    # labelled map-style dataset
                   batch_size:int=256,      # examples per forward pass
@@ -102,7 +102,7 @@ def gradient_step(task:ClassificationTask, # the task whose model is updated in 
     _assign(task, task.flat_params() - _check_lr(lr) * g)
     return -lr * g
 
-# %% ../../nbs/12_correct.ipynb #9b7b060e
+# %% ../../nbs/12_correct.ipynb #ea192439
 def relative_residual(task:ClassificationTask, # the task
                       train,                   # training data defining H
                       x:torch.Tensor,          # a solution of (H + damping·I) x = v, [p] or [p, m]
@@ -130,7 +130,7 @@ def anchor_influence(task:ClassificationTask, # model + parameters + training ob
     scores = -score_candidates(task, pool, s[:, None], cand, batch_size, progress=False)[:, 0]
     return scores, cand, s, v
 
-# %% ../../nbs/12_correct.ipynb #c03fcc89
+# %% ../../nbs/12_correct.ipynb #70f7ce32
 def _knn_candidates(index, valid_features, anchor_idx, k):
     "The `k` pool points nearest to the mean feature of the anchors."
     return torch.as_tensor(index.search_mean(valid_features[np.asarray(anchor_idx)], k)[1], dtype=torch.long)
@@ -201,7 +201,7 @@ def correct(task:ClassificationTask,  # model (eval mode) + parameters + trainin
     hist.insert(0, 'strategy', strategy); hist.insert(1, 'seed', seed); hist.insert(2, 'lr', float(lr))
     return task.model, hist
 
-# %% ../../nbs/12_correct.ipynb #4d3044c9
+# %% ../../nbs/12_correct.ipynb #f174b361
 def compare_strategies(task:ClassificationTask, train, valid, test, # as in `correct`
                        pool=None,                 # as in `correct`
                        strategies=STRATEGIES,     # which strategies to run
@@ -222,7 +222,7 @@ def compare_strategies(task:ClassificationTask, train, valid, test, # as in `cor
         out.append(correct(task, train, valid, test, pool, strategy=s, lr=lr, seed=seed, **kwargs)[1])
     return pd.concat(out, ignore_index=True)
 
-# %% ../../nbs/12_correct.ipynb #5acac58e
+# %% ../../nbs/12_correct.ipynb #c6a4e14a
 def summarize(history:pd.DataFrame, # stacked histories (`compare_strategies`)
              )->pd.DataFrame:       # per lr × strategy: accuracy/loss before and after (mean, min, max over seeds)
     "Before/after table of a correction study."
@@ -256,7 +256,7 @@ def plot_history(history:pd.DataFrame, # stacked histories (`compare_strategies`
     ax.set(xlabel='iteration', ylabel=metric, title=title or f'lr={lr:g}'); ax.legend(fontsize=7)
     return ax
 
-# %% ../../nbs/12_correct.ipynb #3a210226
+# %% ../../nbs/12_correct.ipynb #2fd45b55
 def _final_cls(model, cached:CachedDataset, batch_size:int)->list:
     "Final [CLS] state [1, d] of every cached example, running the encoder layers above the cache."
     top = TopLayers(model, cached.n_frozen_layers)
@@ -292,7 +292,7 @@ def head_task(model,                    # the classifier `head_dataset` was comp
     for p in top.parameters(): p.requires_grad_(True)
     return ClassificationTask(top, weight_decay=weight_decay, collate_fn=cached_collate)
 
-# %% ../../nbs/12_correct.ipynb #67f3b86d
+# %% ../../nbs/12_correct.ipynb #1dc74dc4
 def pooled_dataset(model,                   # the classifier `head` was computed with
                    head:CachedDataset,      # final [CLS] states from `head_dataset`
                   )->torch.utils.data.TensorDataset: # (pooler output [d], label) pairs: the classifier's inputs
