@@ -304,10 +304,12 @@ def _recall(key:str, progress:bool=True):
     return None
 
 def _remember(key:str, states:list):
-    "Keep `states` in every active store (and save them in its folder, atomically)."
+    "Keep `states` in every active store (and save them once in each store folder, atomically)."
+    saved = set()
     for store in _STORES:
         store["memory"][key] = states
-        if store["folder"] is not None:
+        if store["folder"] is not None and store["folder"].resolve() not in saved:
+            saved.add(store["folder"].resolve())
             store["folder"].mkdir(parents=True, exist_ok=True)
             f, tmp = store["folder"]/f"prefix-{key}.pt", store["folder"]/f".prefix-{key}.pt.tmp"
             torch.save({"flat": torch.cat(states), "lengths": torch.tensor([len(s) for s in states])}, tmp)
