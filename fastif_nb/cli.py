@@ -40,9 +40,9 @@ def _solver_args(p:argparse.ArgumentParser):
     g = p.add_argument_group('FastIF settings')
     g.add_argument('--k', type=int, default=1000, help='score only the k nearest training examples (default 1000); 0 = all (Full)')
     g.add_argument('--top', type=int, default=3, help='how many helpful and harmful examples to show (default 3)')
-    g.add_argument('--depth', type=int, default=1000, metavar='J', help='LiSSA recursion depth (default 1000)')
+    g.add_argument('--depth', type=int, default=1000, metavar='J', help='LiSSA recursion depth (default %(default)s)')
     g.add_argument('--batch-size', type=int, default=1, metavar='B', help='LiSSA Hessian batch size (default 1, as FastIF)')
-    g.add_argument('--repeats', type=int, default=1, metavar='T', help='LiSSA repetitions averaged (default 1)')
+    g.add_argument('--repeats', type=int, default=1, metavar='T', help='LiSSA repetitions averaged (default %(default)s)')
     g.add_argument('--damping', type=float, default=0.01, help='damping λ in (H + λI) (default 0.01)')
     g.add_argument('--workers', type=int, default=1, metavar='W', help='parallel workers (torch.distributed; default 1)')
     g.add_argument('--json', action='store_true', help='print the result as JSON instead of a report (see the README for an example)')
@@ -61,6 +61,7 @@ def parser()->argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     d = sub.add_parser('demo', help='fine-tune/load the model, index the data, explain dev-matched and HANS examples it gets wrong')
     _common(d); _solver_args(d)
+    d.set_defaults(depth=300, repeats=2)  # the speed study's fast s_test (benchmarks/results/speed.md): J=300, T=2
     d.add_argument('--n-dev', type=int, default=2, help='wrong dev-matched examples to explain (default 2)')
     d.add_argument('--n-hans', type=int, default=2, help='wrong HANS examples to explain (default 2; needs --num-labels 2)')
     d.add_argument('--eval-rows', type=int, default=1000, help='dev-matched rows (seeded sample) for the accuracy of a newly trained model (default 1000; `fastif train` uses all)')
@@ -244,4 +245,4 @@ def main(argv=None):
     except (InfluenceInputError, ValueError, FileNotFoundError) as e:
         print(f"fastif {args.command}: error: {e}", file=sys.stderr); sys.exit(2)
 
-if __name__ == '__main__': main()
+if __name__ == '__main__' and 'get_ipython' not in globals(): main()  # python -m fastif_nb.cli (not inside a notebook)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07a_own_model.ipynb #0e9c768f
 from __future__ import annotations
-import inspect, json, warnings
+import inspect, json, sys, warnings
 from pathlib import Path
 from types import SimpleNamespace
 import pandas as pd
@@ -88,7 +88,7 @@ def from_pretrained(cls:FastIF, folder,      # a folder written by Trainer.save_
     warnings.warn(f"Influence is taken over the top {total - n} of {total} encoder layers and the head ({n_top:,} of "
                   f"{sum(p.numel() for p in model.parameters()):,} parameters); the embeddings and layers 0..{n - 1} are held "
                   f"fixed, as in FastIF. Pass n_frozen_layers= (0..{total}) to change that.", TopOnlyWarning, stacklevel=2)
-    if verbose: print(f"weight decay {wd:g} ({src}; pass weight_decay= to override)")
+    if verbose: print(f"weight decay {wd:g} ({src}; pass weight_decay= to override)", file=sys.stderr)
     data = load_user_data(train, text_a, text_b, label, model=model)
     cache = Path(cache_dir).expanduser() if cache_dir else folder/'fastif_cache'
     cache.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def from_pretrained(cls:FastIF, folder,      # a folder written by Trainer.save_
                         max_length=fif.max_length, solver=repr(fif.solver), label_names=data.label_names, cache_dir=str(cache))
     return fif
 
-# %% ../nbs/07a_own_model.ipynb #f09ebb98
+# %% ../nbs/07a_own_model.ipynb #8c175079
 @patch
 def to_frame(self:Explanation)->pd.DataFrame:
     "One row per scored (test point, training example): texts, labels, prediction, probabilities and influence."
@@ -138,7 +138,7 @@ def save(self:Explanation, path,   # .json, .parquet or .csv
     else: raise InfluenceInputError(f"Cannot save an explanation as {ext!r}: use .json, .parquet or .csv.")
     return p
 
-# %% ../nbs/07a_own_model.ipynb #1d0abe70
+# %% ../nbs/07a_own_model.ipynb #ed17b033
 class _Rows:
     "The training rows an explanation refers to, by their index in the training set (a stand-in `source`)."
     def __init__(self, rows:dict, label_names:list): self.rows, self.label_names = rows, label_names

@@ -52,8 +52,8 @@ def test_cli_explain_on_a_trainer_checkpoint_matches_the_library(trained, tmp_pa
     rc, out, err = cli('explain', '--model', folder, '--train', csv, '--label', 'label_name', '--premise', PAIR[0], '--hypothesis', PAIR[1],
                        '--json', '--save', tmp_path/'ex.parquet', *SETTINGS)
     assert rc == 0, err
-    assert 'weight decay 0.02 (read from training_args.bin' in out + err and 'top 1 of 2 encoder layers' in err
-    res = json.loads(out[out.index('['):])
+    assert 'weight decay 0.02 (read from training_args.bin' in err and 'top 1 of 2 encoder layers' in err
+    res = json.loads(out)  # stdout is only the JSON
     assert len(res) == 1 and len(res[0]['helpful']) == 3 and len(res[0]['harmful']) == 3
     for e in res[0]['helpful'] + res[0]['harmful']:  # texts are the CSV's rows
         r = df.iloc[e['train_index']]
