@@ -25,6 +25,8 @@ __all__ = ['TopOnlyWarning', 'load_checkpoint', 'trainer_weight_decay']
 class TopOnlyWarning(UserWarning):
     "Influence is taken over the top layers only (the lower ones held fixed)."
 
+def _below(n:int)->str: return '' if n == 0 else ' and layer 0' if n == 1 else f' and layers 0..{n - 1}'
+
 def _weights_in(p:Path)->bool: return any(p.glob('*.safetensors')) or any(p.glob('pytorch_model*.bin'))
 
 def load_checkpoint(folder,         # a folder written by Trainer.save_model / save_pretrained
@@ -86,7 +88,7 @@ def from_pretrained(cls:FastIF, folder,      # a folder written by Trainer.save_
         wd = wd or 0.0
     n_top = sum(p.numel() for p in model.parameters() if p.requires_grad)
     warnings.warn(f"Influence is taken over the top {total - n} of {total} encoder layers and the head ({n_top:,} of "
-                  f"{sum(p.numel() for p in model.parameters()):,} parameters); the embeddings and layers 0..{n - 1} are held "
+                  f"{sum(p.numel() for p in model.parameters()):,} parameters); the embeddings{_below(n)} are held "
                   f"fixed, as in FastIF. Pass n_frozen_layers= (0..{total}) to change that.", TopOnlyWarning, stacklevel=2)
     if verbose: print(f"weight decay {wd:g} ({src}; pass weight_decay= to override)", file=sys.stderr)
     data = load_user_data(train, text_a, text_b, label, model=model)
