@@ -47,7 +47,7 @@ def cli(*argv, cwd=None):
 
 SETTINGS = ['--k', '60', '--top', '3', '--depth', '40', '--damping', '0.01', '--threads', '1']
 
-def test_cli_explain_on_a_trainer_checkpoint_matches_the_library(trained, tmp_path):
+def test_cli_explain_on_a_trainer_checkpoint_matches_the_library(trained, tmp_path, monkeypatch):
     folder, csv, df = trained
     rc, out, err = cli('explain', '--model', folder, '--train', csv, '--label', 'label_name', '--premise', PAIR[0], '--hypothesis', PAIR[1],
                        '--json', '--save', tmp_path/'ex.parquet', *SETTINGS)
@@ -76,6 +76,11 @@ def test_cli_explain_on_a_trainer_checkpoint_matches_the_library(trained, tmp_pa
     assert back.scores.shape == (1, 60) and back.settings['family'] == 'distilbert' and back.settings['n_train'] == 200
     torch.testing.assert_close(back.scores.sort(1).values, ex.scores.sort(1).values)
     assert back.to_dict(3)[0]['helpful'] == ex.to_dict(3)[0]['helpful']
+    back.save(tmp_path/'ex.json'); back.save(tmp_path/'ex.csv')
+    for ext in ('json', 'csv'): torch.testing.assert_close(Explanation.load(tmp_path/f'ex.{ext}').scores, back.scores)
+    monkeypatch.setitem(sys.modules, 'pyarrow', None)  # as if pyarrow were not installed
+    with pytest.raises(InfluenceInputError, match="needs pyarrow"): back.save(tmp_path/'no.parquet')
+    with pytest.raises(InfluenceInputError, match="use .json, .parquet or .csv"): back.save(tmp_path/'ex.xlsx')
     assert (folder/'fastif_cache').is_dir() and {p.name.split('-')[0] for p in (folder/'fastif_cache').iterdir()} == {'index', 'prefix'}
 
 def test_cli_bad_input_is_a_clear_error(trained, tmp_path):
