@@ -10,7 +10,7 @@ import torch.nn as nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 from fastcore.basics import patch
 from .task import InfluenceInputError
-from .model import TopLayers, _bert_parts, _run_layers, _attn_mask
+from .model import TopLayers, _parts
 
 # %% auto #0
 __all__ = ['cls_attention', 'cls_layer', 'ClsTop', 'cls_top']
@@ -56,7 +56,7 @@ def _attr(m, path:str):
 
 def _shape_problem(model:nn.Module, n_frozen_layers:int)->str|None:
     "Why `ClsTop` cannot represent `model` split at `n_frozen_layers`, or None."
-    base, layers = _bert_parts(model)
+    fam, layers = _parts(model)
     if n_frozen_layers >= len(layers): return f"all {len(layers)} encoder layers are frozen, so there is no last layer to restrict"
     last, cfg = layers[-1], model.config
     if miss := [p for p in _NEEDED if _attr(last, p) is None]:
@@ -64,7 +64,8 @@ def _shape_problem(model:nn.Module, n_frozen_layers:int)->str|None:
     if getattr(cfg, 'is_decoder', False) or getattr(cfg, 'add_cross_attention', False): return "it is a decoder or has cross-attention"
     if getattr(cfg, 'position_embedding_type', None) not in (None, 'absolute'):
         return f"position_embedding_type={cfg.position_embedding_type!r} adds relative-position terms to the attention scores"
-    if getattr(base, 'pooler', None) is None and not hasattr(model.classifier, 'out_proj'):
+    if fam.name not in ('bert', 'roberta', 'electra'): return f"{fam.name} layers are not BERT-style"
+    if fam.pooler is None and not hasattr(model.classifier, 'out_proj'):
         return "it has no pooler and its classifier is not a RoBERTa-style head reading position 0"
     return None
 
@@ -83,13 +84,14 @@ class ClsTop(TopLayers):
 
     def forward(self, hidden_states:torch.Tensor, attention_mask=None, labels=None)->SequenceClassifierOutput:
         "Logits of the full model from the prefix's hidden states (`labels` are accepted and ignored)."
-        body = getattr(self, self._name)
-        layers = list(body.encoder.layer.values())
-        h = hidden_states
-        if len(layers) > 1: h = _run_layers(layers[:-1], h, _attn_mask(self.config, h, attention_mask))
-        h0 = cls_layer(layers[-1], h, attention_mask)[:, None]  # [B, 1, d]: what the pooler / head reads
-        logits = self.classifier(self.dropout(body.pooler(h0))) if self._pooled else self.classifier(h0)
-        return SequenceClassifierOutput(logits=logits)
+        if attention_mask is None: attention_mask = torch.ones(hidden_states.shape[:2], dtype=torch.long, device=hidden_states.device)
+        fam, h = self.family, hidden_states
+        layers = list(self.get_submodule(fam.layers).items())
+        if len(layers) > 1:
+            ctx = fam.context(self, h, attention_mask)
+            for i, layer in layers[:-1]: h = fam.layer(self, int(i), layer, h, ctx)
+        h0 = cls_layer(layers[-1][1], h, attention_mask)[:, None]  # [B, 1, d]: what the pooler / head reads
+        return SequenceClassifierOutput(logits=fam.classify(self, h0, attention_mask[:, :1]))
 
 # %% ../nbs/05b_cls_top.ipynb #069827e7
 def _check_logits(top:ClsTop, seed:int=0, B:int=3, L:int=6, tol:float=None):

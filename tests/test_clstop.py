@@ -55,9 +55,9 @@ def test_cls_layer_matches_position0_with_padding():
     model = bert()
     X = torch.randn(4, 6, 32, dtype=torch.float64)
     mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] + [0] * 5, [1] * 2 + [0] * 4])
-    from fastif_nb.model import _attn_mask
+    from fastif_nb.families import _mask
     layer = model.bert.encoder.layer[-1]
-    out = layer(X, _attn_mask(model.config, X, mask)); out = out[0] if isinstance(out, tuple) else out
+    out = layer(X, _mask(model, X, mask)); out = out[0] if isinstance(out, tuple) else out
     torch.testing.assert_close(cls_layer(layer, X, mask), out[:, 0], rtol=0, atol=1e-12)
     torch.testing.assert_close(cls_layer(layer, X[:1]), out[:1, 0], rtol=0, atol=1e-12)  # no mask = no padding
     # padded positions do not matter at all
@@ -81,10 +81,14 @@ class MeanHead(nn.Module):
 def test_refusals_and_fallback():
     with pytest.raises(InfluenceInputError, match='no last layer'): ClsTop(bert(), 3)
     odd = bert(); odd.bert.pooler = None; odd.classifier = MeanHead().double()
-    with pytest.raises(InfluenceInputError, match='RoBERTa-style head'): ClsTop(odd, 1)
-    with pytest.warns(UserWarning, match='unstructured TopLayers'): t = cls_top(odd, 1)
+    with pytest.raises(InfluenceInputError, match='pooler'): ClsTop(odd, 1)  # refused by the family adapter already
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+    distil = DistilBertForSequenceClassification(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=37, vocab_size=100,
+                                                                  attn_implementation='eager')).eval().double()
+    with pytest.raises(InfluenceInputError, match='BERT-style layer is needed'): ClsTop(distil, 1)
+    with pytest.warns(UserWarning, match='unstructured TopLayers'): t = cls_top(distil, 1)
     assert type(t) is TopLayers
-    with pytest.raises(InfluenceInputError): cls_top(odd, 1, fallback=False)
+    with pytest.raises(InfluenceInputError): cls_top(distil, 1, fallback=False)
     # a pooler that does not read position 0 passes the shape check but fails the numerical one
     sneaky = bert()
     class MeanPooler(nn.Module):
