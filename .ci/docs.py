@@ -260,7 +260,30 @@ def render(procs:list, out:Path=OUT)->list:
                'metadata': {'name': fm.get('title', p.stem)}}
         body, _ = ex.from_notebook_node(nb, resources=res)
         (out / page['href']).write_text(_fix_html(body, doc_root))
-    return [out / pg['href'] for pg in pages]
+    files = [out / pg['href'] for pg in pages]
+    link_local_files(files, out)
+    resolve_method_anchors(files)
+    return files
+
+def link_local_files(files:list, out:Path):
+    "Copy the repository files that pages link to by a repo-relative path (README-style, e.g. benchmarks/results/x.png)."
+    for f in files:
+        for u in re.findall(r'(?:src|href)="([^"#:]+)"', f.read_text()):
+            src, dst = ROOT / u, out / u
+            if not dst.exists() and src.is_file() and not u.startswith(('/', '.')): dst.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dst)
+
+def resolve_method_anchors(files:list):
+    "Point `Cls.method` doc links at `Cls` where the method has no entry of its own (methods defined in the class body)."
+    ids = {f.name: set(re.findall(r'\bid="([^"]+)"', f.read_text())) for f in files}
+    def fix(m, page):
+        path, sep, frag = m.group(2).partition('#')
+        known = ids.get(path or page)
+        if not sep or known is None or frag in known or re.match(r'^[a-z]+:', path): return m.group(0)
+        while '.' in frag and frag not in known: frag = frag.rsplit('.', 1)[0]
+        return f'{m.group(1)}"{path}#{frag}"' if frag in known else m.group(0)
+    for f in files:
+        html = f.read_text(); new = re.sub(r'(href=)"([^"]*)"', lambda m: fix(m, f.name), html)
+        if new != html: f.write_text(new)
 
 def _inline(s:str)->str:
     "Escaped text with `code` spans (titles of pages)."

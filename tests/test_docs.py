@@ -153,8 +153,21 @@ def test_navigate_index_to_application(site, browser, shots):
     if not apps: pytest.skip('no application notebook (numbered >= 11) in this branch yet: only this step is skipped')
     _nav(site, browser, shots, apps[0], 'application')
 
+def test_saved_widgets_render(site, browser, shots):
+    "A notebook's saved ipywidgets state (the explorer of 13a_explore_app) is rendered by the local widget manager."
+    out, base = site
+    pages = [p for p in sorted(out.glob('*.html')) if 'application/vnd.jupyter.widget-view+json' in p.read_text()]
+    assert pages, 'no page carries saved widget state (13a_explore_app saves the explorer)'
+    blocked = []
+    page = offline_page(browser, blocked)
+    _open(page, base + pages[0].name)
+    page.wait_for_selector('.jupyter-widgets button', timeout=30_000)
+    assert page.locator('.jupyter-widgets button').count() > 0, 'widget state not rendered by the widget manager'
+    page.screenshot(path=str(shots / 'widgets.png'))
+    assert blocked == []
+
 def test_math_plot_widget_and_lissa_table(site, browser, shots):
-    "lissa.html: MathJax output, a plot that loads, a rendered tqdm widget, and LiSSA's show_doc parameter table."
+    "lissa.html: MathJax output, a plot that loads, and LiSSA's show_doc parameter table."
     from fastcore.docments import docments
     from fastif_nb.lissa import LiSSA
     out, base = site
@@ -165,8 +178,6 @@ def test_math_plot_widget_and_lissa_table(site, browser, shots):
     assert page.locator('mjx-container[display="true"]').count() > 0
     widths = page.eval_on_selector_all('.jp-OutputArea-output img', 'els => els.map(e => e.naturalWidth)')
     assert widths and min(widths) > 0, 'plot image missing or not loaded'
-    assert page.locator('.jupyter-widgets .widget-hprogress, .jupyter-widgets .widget-progress').count() > 0, \
-        'widget state not rendered by the widget manager'
     h = page.locator('h3#lissa')
     assert h.count() == 1
     block = h.locator('xpath=ancestor::div[contains(@class,"jp-RenderedMarkdown")][1]')
