@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Virtualenv for benchmarks/peers.py: pyDVL and kronfluence from PyPI, beside fastif_nb's own requirements.
-# Usage: bash benchmarks/peers_env.sh [VENV] [BASE_VENV]   (defaults /tmp/peers-venv and /work/venv), then
+# Usage: bash benchmarks/peers_env.sh [VENV] [BASE_VENV]   (defaults /tmp/peers-venv and the repository's .venv), then
 #        PYTHONPATH=<repo root> VENV/bin/python benchmarks/peers.py ...
 # If BASE_VENV exists, its site-packages (torch 2.13.0 CPU, transformers, ...) are made visible through a .pth file, so
 # only the peers are installed here and pip keeps that torch (the pin is passed in the same command, as everywhere).
 # Without it, everything comes from PyPI with torch pinned.
 set -euo pipefail
 VENV=${1:-/tmp/peers-venv}
-BASE=${2:-/work/venv}
+BASE=${2:-$(cd "$(dirname "$0")/.." && pwd)/.venv}
 PY=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
