@@ -156,6 +156,14 @@ def _raise_worst(reports:dict, deaths:dict, running:list, timeout:float):
                       "waiting in a collective for a peer that never comes, or a job slower than the timeout); all were killed.")
 
 # %% ../nbs/06b_parallel.ipynb #1c650887
+def _main_guard_hint(procs:list)->str:
+    "A hint when every worker died at start-up with exit code 1 while the main module is a script (its guard may be missing)."
+    main = sys.modules.get('__main__')
+    if not getattr(main, '__file__', None) or in_ipython() or any(p.exitcode != 1 for p in procs): return ''
+    return (f"Every worker exited with code 1 while starting. Workers are started with 'spawn', which re-imports your script "
+            f"{Path(main.__file__).name}: if it creates a WorkerPool or calls explain(workers=W) at module level, put that code "
+            "under `if __name__ == '__main__':` (the workers' own traceback is on stderr above).")
+
 class WorkerPool:
     "W worker processes in one process group, started once: `setup` builds each rank's state, `run` serves jobs on it."
     def __init__(self, workers:int=2,      # number of worker processes (W)
@@ -182,7 +190,10 @@ class WorkerPool:
         except BaseException: self._close('start-up failed', kill=True); raise  # re-raise after cleanup (e.g. Ctrl-C)
         finally:
             for _, w in pipes: w.close()
-        self._exchange(msgs, f"start-up and setup ({getattr(setup, '__name__', setup)})")
+        try: self._exchange(msgs, f"start-up and setup ({getattr(setup, '__name__', setup)})")
+        except WorkerError as e:
+            if not _main_guard_hint(self._procs): raise
+            raise WorkerError(f"{str(e).splitlines()[0]} {_main_guard_hint(self._procs)}") from e
 
     def run(self, fn,     # importable function, called on every rank as fn(state, *args, **kwargs)
             *args, **kwargs)->object:  # rank 0's return value (tensors on the CPU)
