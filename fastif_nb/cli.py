@@ -246,6 +246,14 @@ def _indices(args, n:int)->list:
     if bad := [i for i in idx if not 0 <= i < n]: raise InfluenceInputError(f"--indices {bad} outside [0, {n}) of --split {args.split}.")
     return idx
 
+def _check_label(args):
+    "--label is a class name (any case) or id of the --num-labels label set, as `explain` will read it."
+    from fastif_nb.data import MNLI_LABELS, NLI2_LABELS, as_text_pair_dataset
+    names = list(MNLI_LABELS if args.num_labels == 3 else NLI2_LABELS)
+    try: as_text_pair_dataset([dict(text_a='a', text_b='b', label=args.label)], label_names=names)
+    except InfluenceInputError as e: raise InfluenceInputError(
+        f"--label {args.label!r} is not one of the {args.num_labels} labels {names} (or their ids 0-{len(names) - 1}).") from e
+
 def check_args(args):
     "Check every argument before any expensive step; raise an `InfluenceInputError` naming the argument."
     _check_ranges(args)
@@ -253,6 +261,7 @@ def check_args(args):
         if args.split is None and not (args.premise and args.hypothesis): raise InfluenceInputError(
             "Give a pair with --premise and --hypothesis, or rows of a bundled split with --split NAME --indices 0,1")
         if args.split: _indices(args, len(eval_split(args.split, args.num_labels)))
+        if args.label is not None: _check_label(args)
     _check_model(args); _check_layers(args); _check_cache_dir(args)
     if getattr(args, 'k', 0) and args.k > (n := len(train_data(args))): raise InfluenceInputError(
         f"--k {args.k} is more than the {n:,} training examples; pass --k {n} or --k 0 to score them all.")

@@ -61,6 +61,7 @@ EARLY = [  # (arguments after the sub-command and --model, part of the message)
     (['explain', '--split', 'hans', '--indices', '3,30'], '--indices [30] outside [0, 30) of --split hans'),
     (['explain', '--split', 'hans', '--num-labels', '3'], 'HANS is 2-way'),
     (['explain', '--n-train', '50', '--k', '51', '--premise', 'a', '--hypothesis', 'b'], '--k 51 is more than the 50 training examples'),
+    (['explain', '--premise', 'a', '--hypothesis', 'b', '--label', 'maybe'], "--label 'maybe' is not one of the 2 labels"),
     (['demo', '--workers', '0'], '--workers must be >= 1'),
     (['demo', '--n-dev', '-1'], '--n-dev must be >= 0'),
     (['index', '--n-train', '0'], '--n-train must be >= 1'),
