@@ -164,7 +164,7 @@ def test_rendezvous_port_refuses_non_loopback_connections():
 def test_script_without_main_guard_gets_a_hint(tmp_path):
     "A script that starts a pool at module level makes every spawned worker fail on re-import: the error says why."
     script = tmp_path / 'unguarded.py'
-    script.write_text('from fastif_nb.parallel import WorkerPool\npool = WorkerPool(2, timeout=120)\nprint("pool started")\n')
+    script.write_text('from fastif_nb.parallel import WorkerPool\npool = WorkerPool(1, timeout=120)\nprint("pool started")\n')
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
                        env={**os.environ, 'PYTHONPATH': str(Path(__file__).parents[1])})
     assert r.returncode != 0 and 'pool started' not in r.stdout
