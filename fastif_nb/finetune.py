@@ -174,19 +174,65 @@ def _mnli_prefix(model, backbone_id, split, num_labels, n, tok, max_length, n_fr
     return c
 
 # %% ../nbs/05a_finetune.ipynb #fd36da6f
-def _load_cached(folder:Path, settings:dict)->tuple:
-    "The saved model, tokenizer and info in `folder`, frozen as it was trained."
-    info = json.loads((folder/"fastif_settings.json").read_text())
-    model, tok = load_classifier(folder, settings["num_labels"], info["label_names"])
+def _sha256(path:Path)->str:
+    "sha256 of a file's bytes, read in 1 MiB blocks."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()
+
+def _checksums(folder:Path)->dict:
+    "{file name: sha256} of the weight files `save_pretrained` wrote in `folder` (every shard)."
+    return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.suffix in (".safetensors", ".bin")}
+
+def _read_info(folder:Path)->tuple:
+    "(the cache's fastif_settings.json as a dict, or None; why it cannot be read, or None)."
+    meta = folder/"fastif_settings.json"
+    if not meta.is_file(): return None, None  # nothing cached here
+    try: return json.loads(meta.read_text()), None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: return None, f"its fastif_settings.json is truncated or corrupt ({e})"
+
+def _cache_problem(folder:Path, info:dict)->str|None:
+    "Why the weights cached in `folder` cannot be trusted (missing, truncated, bit-flipped), or None if every checksum matches."
+    sums = info.get("checksums")
+    if sums is None: return None  # saved before checksums were recorded: `_load_cached` compares Σθ² instead
+    if not sums: return "no weight files were recorded when it was saved"
+    for name, want in sums.items():
+        if not (folder/name).is_file(): return f"the weights file {name} is missing"
+        if _sha256(folder/name) != want:
+            return f"{name} does not match the sha256 recorded when it was saved (truncated, corrupted or changed since)"
+    return None
+
+# %% ../nbs/05a_finetune.ipynb #c36b0bb1
+class _Unusable(Exception):
+    "A cached model that cannot be loaded or fails its check; the message says why (train_or_load then rebuilds it)."
+
+def _sq_norm(model, n_frozen:int, weight_decay:float)->float:
+    "Σθ² over the decayed parameters of the trained top layers, as `finetune` records it."
+    net = split_at(model, n_frozen)[1]
+    params, task = dict(net.named_parameters()), ClassificationTask(net, weight_decay=weight_decay, no_decay=NO_DECAY)
+    return sum(float((params[k].detach() ** 2).sum()) for k in task.decayed)
+
+def _load_cached(folder:Path, settings:dict, info:dict)->tuple:
+    "The saved model, tokenizer and info in `folder`, frozen as it was trained; `_Unusable` if it cannot be loaded or checked."
+    from safetensors import SafetensorError
+    try: model, tok = load_classifier(folder, settings["num_labels"], info["label_names"])
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as e:
+        raise _Unusable(f"its weights cannot be loaded ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     freeze(model, settings["n_frozen_layers"])
+    if "checksums" not in info and "sq_norm" in info:  # an older cache: the trained weights' Σθ² must match the recorded one
+        sq = _sq_norm(model, settings["n_frozen_layers"], settings["weight_decay"])
+        if not math.isclose(sq, info["sq_norm"], rel_tol=1e-4): raise _Unusable(
+            f"its trained weights have Σθ² = {sq:.6g}, not the {info['sq_norm']:.6g} recorded when it was saved (corrupted or changed)")
     return model, tok, {**info, "folder": str(folder), "loaded": True}
 
 def _save(folder:Path, model, tok, info:dict):
-    "Write model, tokenizer and `info` to `folder` (via a temporary folder, so a crash leaves no half-written cache)."
+    "Write model, tokenizer and `info` (with the weights' sha256) to `folder`, via a temporary folder: a crash leaves no half cache."
     tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
+    if tmp.exists(): shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
     with _quiet_hf(): model.save_pretrained(tmp); tok.save_pretrained(tmp)
-    (tmp/"fastif_settings.json").write_text(json.dumps(info, indent=1))
+    (tmp/"fastif_settings.json").write_text(json.dumps({**info, "checksums": _checksums(tmp)}, indent=1))
     if folder.exists(): shutil.rmtree(folder)
     tmp.rename(folder)
 
@@ -210,15 +256,22 @@ def train_or_load(cache_dir=None,           # folder of saved models (default: `
                     n_frozen_layers=n_frozen_layers, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
                     decay=decay, warmup=warmup, max_length=max_length, seed=seed)
     folder = Path(cache_dir or default_cache_dir()).expanduser()/f"mnli{num_labels}-{_cache_key(settings)}"
-    meta = folder/"fastif_settings.json"
-    if meta.is_file() and json.loads(meta.read_text()).get("settings") == settings:
-        model, tok, info = _load_cached(folder, settings)
-        print(f"Loaded the fine-tuned model cached at {folder} (trained in {info['train_seconds']:.0f} s; dev-matched accuracy "
-              f"{info['dev_accuracy']:.2%} on {info['n_dev']:,} pairs). Change a setting, or delete the folder, to train again.")
-        return model, tok, info
+    info, why = _read_info(folder)
+    if info is not None and info.get("settings") == settings:
+        try:
+            if why := _cache_problem(folder, info): raise _Unusable(why)
+            model, tok, info = _load_cached(folder, settings, info)
+        except _Unusable as e: why = str(e)
+        else:
+            print(f"Loaded the fine-tuned model cached at {folder} (trained in {info['train_seconds']:.0f} s; dev-matched accuracy "
+                  f"{info['dev_accuracy']:.2%}; {'weights match their sha256' if 'checksums' in info else 'Σθ² matches'}). "
+                  "Change a setting, or delete the folder, to train again.")
+            return model, tok, info
+    elif info is not None: why = "it holds a model of other settings"
     model, tok = load_classifier(backbone, num_labels, seed=seed)
     n_frozen_layers = _check_n(n_frozen_layers, n_layers(model))
-    print(f"No cached model for these settings in {folder.parent}: fine-tuning.")
+    if why: print(f"The cached model at {folder} cannot be used: {why}. Fine-tuning it again; the folder will be replaced.")
+    else: print(f"No cached model for these settings in {folder.parent}: fine-tuning.")
     args = dict(tok=tok, max_length=max_length, n_frozen=n_frozen_layers, memo=prefix_memo, progress=progress)
     t0 = time.time()
     train = _mnli_prefix(model, settings["backbone"], "train", num_labels, n_train, **args)

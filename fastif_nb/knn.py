@@ -236,17 +236,25 @@ def search_mean(self:FeatureIndex,
     return self.search(a.mean(0), k)
 
 # %% ../nbs/06_knn.ipynb #1c8c7983
+def _file_sha256(path)->str:
+    "sha256 of a file's bytes (the index's content checksum, kept in its sidecar)."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()
+
 @patch
 def save(self:FeatureIndex,
          path,  # file for the faiss index; metadata goes to `path + ".json"`
         ):
-    "Write the index and its JSON sidecar (sidecar last, so a partial write is detected as stale)."
+    "Write the index and its JSON sidecar with the file's sha256 (sidecar last, so a partial write is detected as stale)."
     path = Path(path); side = Path(f"{path}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     side.unlink(missing_ok=True)
-    faiss.write_index(self._cpu(), f"{path}.tmp"); os.replace(f"{path}.tmp", path)
+    faiss.write_index(self._cpu(), f"{path}.tmp")
+    digest = _file_sha256(f"{path}.tmp"); os.replace(f"{path}.tmp", path)
     meta = dict(fingerprint=self.fingerprint, kind=self.kind, d=self.d, n=self.n, nlist=self.nlist, nprobe=self.nprobe,
-                faiss_version=faiss.__version__)
+                sha256=digest, faiss_version=faiss.__version__)
     Path(f"{side}.tmp").write_text(json.dumps(meta, indent=1)); os.replace(f"{side}.tmp", side)
 
 def _fp_diff(stored, current)->str:
@@ -263,7 +271,7 @@ def load(cls:FeatureIndex,
          nprobe:int=None,       # IVF cells visited per query (default: the saved value)
          use_gpu="auto",        # as in `FeatureIndex.build`
         )->FeatureIndex:
-    "Load a saved index, raising `StaleIndexError` if it does not match `fingerprint`."
+    "Load a saved index, raising `StaleIndexError` if it does not match `fingerprint` or its file's content changed since `save`."
     path = Path(path); side = Path(f"{path}.json")
     if not path.exists(): raise MissingFileError(f"no index at {path}; build one with FeatureIndex.build(features).save(path)")
     if not side.exists(): raise StaleIndexError(f"{side} is missing (interrupted save?); rebuild with FeatureIndex.build(...).save({str(path)!r})")
@@ -277,6 +285,10 @@ def load(cls:FeatureIndex,
     except RuntimeError as e: raise StaleIndexError(f"cannot read the faiss index {path} ({str(e).splitlines()[0]}); rebuild it")
     if (index.d, index.ntotal) != (meta["d"], meta["n"]):
         raise StaleIndexError(f"{path} holds d={index.d}, N={index.ntotal} but its sidecar says d={meta['d']}, N={meta['n']}; rebuild it")
+    if meta.get("sha256") is None: raise StaleIndexError(
+        f"{side} records no sha256 of the index file (written by an older fastif_nb), so its content cannot be checked; rebuild it")
+    if _file_sha256(path) != meta["sha256"]: raise StaleIndexError(
+        f"the index file {path} does not match the sha256 recorded in {side.name} (replaced or changed after it was saved); rebuild it")
     gpu = _gpu_wanted(use_gpu)
     if gpu: index = faiss.index_cpu_to_all_gpus(index)
     nprobe = nprobe or meta["nprobe"]

@@ -25,7 +25,7 @@ from .families import family_of, split_modules, graft, _collect, _has
 
 # %% auto #0
 __all__ = ['DEFAULT_FROZEN', 'default_backbone', 'load_classifier', 'n_layers', 'freeze', 'FrozenPrefix', 'TopLayers', 'split_at',
-           'cached_collate', 'CachedDataset', 'cache_prefix', 'reuse_prefix']
+           'cached_collate', 'CachedDataset', 'cache_prefix', 'reuse_prefix', 'prefix_fingerprint', 'check_prefix']
 
 # %% ../nbs/05_model.ipynb #360e15ba
 def default_backbone()->str:
@@ -324,3 +324,29 @@ def reuse_prefix(folder=None, # keep the states on disk here too (None: in memor
     _STORES.append(store)
     try: yield store
     finally: _STORES.remove(store)
+
+# %% ../nbs/05_model.ipynb #50cba707
+import hashlib
+from .errors import StaleIndexError
+
+def prefix_fingerprint(model:nn.Module,     # a BERT-family classifier
+                       n_frozen_layers:int,  # the prefix: embeddings and encoder layers 0..n-1
+                      )->str:                # 16 hex digits of a sha256 over names, dtypes, shapes and bytes
+    "A fingerprint of the frozen prefix's weights: it changes when any of its parameters or buffers does."
+    h = hashlib.sha256()
+    for name, t in sorted(split_at(model, n_frozen_layers)[0].state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode()); h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+def check_prefix(model:nn.Module,             # the model whose prefix produced the cache
+                 n_frozen_layers:int,          # its split point
+                 expected:str,                 # `prefix_fingerprint(model, n_frozen_layers)` when the cache was made
+                 what:str="the cached prefix states", # what was computed from the prefix (for the message)
+                ):
+    "Raise `StaleIndexError` if the frozen prefix changed since `expected` was taken (cached states would be stale)."
+    now = prefix_fingerprint(model, n_frozen_layers)
+    if now != expected: raise StaleIndexError(
+        f"The frozen prefix of the model (embeddings + {n_frozen_layers} encoder layers) changed after {what} were computed "
+        f"(fingerprint {expected} -> {now}), so influence scores would mix old hidden states with new weights. Rebuild the "
+        "FastIF (or rerun cache_prefix) after changing the model's frozen weights, or restore them.")

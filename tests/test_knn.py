@@ -65,3 +65,22 @@ def test_recall_known_values():
     assert random_recall(10, 200) == 0.05
     rc = recall_curve(np.array([[4, 0, 3, 1, 2]]), s[:1], [1, 2, 5], ms=(2,))
     np.testing.assert_allclose(rc[2][:, 0], [0.5, 1.0, 1.0])
+
+def test_index_file_replaced_under_its_sidecar(tmp_path, data, capsys):
+    "The sidecar's sha256 covers the index *content*: same d and N but other vectors, or one changed byte, is stale."
+    import json, shutil
+    X, Q = data
+    fp = fingerprint(torch.arange(10), X[:500])
+    FeatureIndex.build(X[:500], kind="flat", fingerprint=fp, progress=False).save(tmp_path / "a.faiss")
+    FeatureIndex.build(X[500:1000], kind="flat", fingerprint=fp, progress=False).save(tmp_path / "b.faiss")
+    assert FeatureIndex.load(tmp_path / "a.faiss", fingerprint=fp).n == 500
+    shutil.copy(tmp_path / "b.faiss", tmp_path / "a.faiss")            # swapped content, sidecar untouched
+    with pytest.raises(StaleIndexError, match=r"index file .*a\.faiss does not match the sha256 recorded in a\.faiss\.json"):
+        FeatureIndex.load(tmp_path / "a.faiss", fingerprint=fp)
+    raw = bytearray((tmp_path / "b.faiss").read_bytes()); raw[-3] ^= 1; (tmp_path / "b.faiss").write_bytes(bytes(raw))
+    with pytest.raises(StaleIndexError, match="does not match the sha256"): FeatureIndex.load(tmp_path / "b.faiss")
+    new = FeatureIndex.load_or_build(tmp_path / "a.faiss", fp, lambda: X[:500], kind="flat", progress=False)
+    assert "rebuilding the kNN index: the index file" in capsys.readouterr().err
+    np.testing.assert_array_equal(new.search(Q, 5)[1], FeatureIndex.build(X[:500], kind="flat", progress=False).search(Q, 5)[1])
+    side = tmp_path / "a.faiss.json"; meta = json.loads(side.read_text()); meta.pop("sha256"); side.write_text(json.dumps(meta))
+    with pytest.raises(StaleIndexError, match="records no sha256 of the index file"): FeatureIndex.load(tmp_path / "a.faiss")

@@ -78,3 +78,43 @@ def test_bad_input(data):
         with pytest.raises(InfluenceInputError, match=r"outside \[0, 4\]"): split_at(tiny_bert(), n)
     with pytest.raises(InfluenceInputError, match="not a BERT-family"): split_at(torch.nn.Linear(2, 2), 1)
     with pytest.raises(InfluenceInputError, match="CachedDataset"): cached_collate([data[0]])
+
+
+# ---- a cache of prefix states goes stale when the prefix changes ----
+from fastif_nb.errors import StaleIndexError
+from fastif_nb.model import prefix_fingerprint, check_prefix
+
+def test_prefix_fingerprint_sees_every_prefix_change_and_only_those():
+    m = tiny_bert(layers=3)
+    fp = {n: prefix_fingerprint(m, n) for n in range(4)}
+    assert len(set(fp.values())) == 4                                    # each split point covers other weights
+    targets = [m.bert.embeddings.word_embeddings.weight, m.bert.embeddings.LayerNorm.bias, m.bert.encoder.layer[1].attention.self.key.weight]
+    for t in targets:
+        with torch.no_grad(): t.view(-1)[7] += 1e-6                          # a tiny change in one entry
+        assert prefix_fingerprint(m, 2) != fp[2]
+        with pytest.raises(StaleIndexError, match=r"embeddings \+ 2 encoder layers\) changed after the cached prefix states were computed"):
+            check_prefix(m, 2, fp[2])
+        with torch.no_grad(): t.view(-1)[7] -= 1e-6
+        # float rounding may not restore the exact bits; rebuild the expectation only if it did not
+        if prefix_fingerprint(m, 2) != fp[2]: fp[2] = prefix_fingerprint(m, 2)
+    with torch.no_grad(): m.bert.encoder.layer[2].output.dense.weight.add_(1.)  # top layer (read live): not a prefix change
+    check_prefix(m, 2, fp[2])
+    with torch.no_grad(): m.bert.encoder.layer[1].output.dense.weight.copy_(tiny_bert(seed=1, layers=3).bert.encoder.layer[1].output.dense.weight)
+    with pytest.raises(StaleIndexError, match="Rebuild the FastIF"): check_prefix(m, 2, fp[2])
+
+def test_a_stale_fastif_cache_gives_other_scores_and_is_detected():
+    "The case the check exists for: a FastIF whose frozen prefix changed after it was built scores with stale states."
+    from fastif_nb.fastif import FastIF
+    from fastif_nb.data import load_mnli
+    from fastif_nb.solvers import CG
+    from fastif_nb.testing import offline_tokenizer
+    tok, train = offline_tokenizer(), load_mnli('train', num_labels=2).subset(range(24))
+    test = load_mnli('dev_matched', num_labels=2).subset(range(2))
+    m = tiny_bert(num_labels=2, layers=2)
+    kw = dict(n_frozen_layers=1, solver=CG(damping=1.0, tol=1e-8, maxiter=200), progress=False)
+    fif = FastIF(m, tok, train, **kw); fp = prefix_fingerprint(m, 1)
+    with torch.no_grad(): m.bert.embeddings.word_embeddings.weight.mul_(1.5)   # e.g. the prefix fine-tuned further
+    stale = fif.explain(test, k=None).scores
+    fresh = FastIF(m, tok, train, **kw).explain(test, k=None).scores
+    assert (stale - fresh).abs().max() > 1e-3 * fresh.abs().max()            # silently different scores
+    with pytest.raises(StaleIndexError, match="Rebuild the FastIF"): check_prefix(fif.model, fif.n_frozen_layers, fp)

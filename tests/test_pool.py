@@ -131,3 +131,41 @@ def test_no_orphans(how, tmp_path):
     if how == 'killed': p.kill()
     p.wait(60)
     assert gone(pids, within=20)
+
+
+# ---- loopback only: nothing on another machine can reach a pool ----
+import ipaddress, socket
+
+def _non_loopback_addresses()->list:
+    "(family, address) of this machine's non-loopback IPv4/IPv6 addresses (interfaces and the hostname)."
+    import psutil
+    found = {(a.family, a.address.split('%')[0]) for addrs in psutil.net_if_addrs().values() for a in addrs
+             if a.family in (socket.AF_INET, socket.AF_INET6)}
+    try: found |= {(ai[0], ai[4][0]) for ai in socket.getaddrinfo(socket.gethostname(), None) if ai[0] in (socket.AF_INET, socket.AF_INET6)}
+    except OSError: pass
+    ok = lambda a: not (ipaddress.ip_address(a).is_loopback or ipaddress.ip_address(a).is_link_local or ipaddress.ip_address(a).is_unspecified)
+    return sorted((f, a) for f, a in found if ok(a))
+
+def test_rendezvous_port_refuses_non_loopback_connections():
+    import psutil
+    addrs = _non_loopback_addresses()
+    if not addrs: pytest.skip('this machine has no non-loopback address to connect from')
+    with WorkerPool(2, timeout=120) as pool:
+        for fam, a in addrs:
+            with socket.socket(fam) as s:
+                s.settimeout(5); assert s.connect_ex((a, pool.port)) != 0, f'{a} port {pool.port} accepted a connection'
+        with socket.create_connection(('127.0.0.1', pool.port), timeout=5): pass  # the port is live: loopback connects
+        parent = [c.laddr for c in psutil.Process().net_connections('inet') if c.status == psutil.CONN_LISTEN and c.laddr.port == pool.port]
+        workers = [c.laddr for pid in pool.pids for c in psutil.Process(pid).net_connections('inet') if c.status == psutil.CONN_LISTEN]
+        assert len(parent) == 1 and all(ipaddress.ip_address(l.ip).is_loopback for l in parent + workers), (parent, workers)
+        assert pool.run(_pool_pids) == pool.pids  # and the pool works
+    assert socket.socket().connect_ex(('127.0.0.1', pool.port)) != 0  # closed with the pool
+
+def test_script_without_main_guard_gets_a_hint(tmp_path):
+    "A script that starts a pool at module level makes every spawned worker fail on re-import: the error says why."
+    script = tmp_path / 'unguarded.py'
+    script.write_text('from fastif_nb.parallel import WorkerPool\npool = WorkerPool(1, timeout=120)\nprint("pool started")\n')
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'PYTHONPATH': str(Path(__file__).parents[1])})
+    assert r.returncode != 0 and 'pool started' not in r.stdout
+    assert "put that code under `if __name__ == '__main__':`" in r.stderr and 'unguarded.py' in r.stderr, r.stderr[-2000:]
