@@ -54,7 +54,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--smoke', action='store_true'); ap.add_argument('--n-hessian', type=int, default=2000)
     ap.add_argument('--tol', type=float, default=1e-3); ap.add_argument('--sketch-dims', default='4096')
-    ap.add_argument('--out', default=None)
+    ap.add_argument('--out', default=None); ap.add_argument('--no-sketch', action='store_true', help='score all N by JVP and skip SketchSelector')
     a = ap.parse_args()
     global KS
     if a.smoke: KS = (100, 200, 300)
@@ -112,13 +112,19 @@ def main():
     # ---- one per-example-gradient pass: SketchSelector build + exact scores of all N against the reference s_test
     dims = [int(d) for d in a.sketch_dims.split(',')]
     sk_p = work / f'sketch_{a.n_hessian}_{a.tol:g}_{dims[0]}.pt'
-    if sk_p.exists(): sk, t_sk, c_sk = torch.load(sk_p, weights_only=False); log('sketch loaded')
-    else:
-        c0, t0 = time.process_time(), time.perf_counter()
-        sk = SketchSelector.build(task, train, dim=dims[0], damping=lam, batch_size=16, also_dot=ref['S'], progress=False)
+    if a.no_sketch:
+        from fastif_nb.influence import score_candidates
+        sk = None; c0, t0 = time.process_time(), time.perf_counter()
+        D_ref = score_candidates(task, train, ref['S'].to(G), torch.arange(N), 64, 'jvp', False).T
         t_sk, c_sk = time.perf_counter() - t0, time.process_time() - c0
-        torch.save((sk, t_sk, c_sk), sk_p)
-    D_ref = sk.dots_.T                       # [m, N] g_i·s_test (influence = −D)
+    else:
+        if sk_p.exists(): sk, t_sk, c_sk = torch.load(sk_p, weights_only=False); log('sketch loaded')
+        else:
+            c0, t0 = time.process_time(), time.perf_counter()
+            sk = SketchSelector.build(task, train, dim=dims[0], damping=lam, batch_size=16, also_dot=ref['S'], progress=False)
+            t_sk, c_sk = time.perf_counter() - t0, time.process_time() - c0
+            torch.save((sk, t_sk, c_sk), sk_p)
+        D_ref = sk.dots_.T                       # [m, N] g_i·s_test (influence = −D)
     I_ref = -D_ref
     log(f'gradient pass + sketch: {t_sk:.0f} s wall, {c_sk:.0f} CPU s')
     # ---- selectors
@@ -131,8 +137,9 @@ def main():
         t0 = time.perf_counter(); hs = HeadSelector.from_features(X_tr, P_tr, y_tr, damping=hl, weight_decay=wd); tb = time.perf_counter() - t0
         t0 = time.perf_counter(); sel[name] = hs.search((X_po[qi], P_po[qi], y_po[qi]), kmax).numpy(); times[name] = (tb + t_feat, None, time.perf_counter() - t0)
         if hl == lam: hs_main, I_head = hs, hs.influence((X_po[qi], P_po[qi], y_po[qi]))
-    name = f'SketchSelector (count sketch {dims[0]}, GGN, λ={lam:.3g})'
-    t0 = time.perf_counter(); I_sk = sk.influence(task, test); sel[name] = I_sk.abs().topk(kmax, dim=1).indices.numpy(); times[name] = (t_sk, c_sk, time.perf_counter() - t0)
+    if sk is not None:
+        name = f'SketchSelector (count sketch {dims[0]}, GGN, λ={lam:.3g})'
+        t0 = time.perf_counter(); I_sk = sk.influence(task, test); sel[name] = I_sk.abs().topk(kmax, dim=1).indices.numpy(); times[name] = (t_sk, c_sk, time.perf_counter() - t0)
     r = np.random.default_rng(0); sel['random'] = np.stack([r.permutation(N)[:kmax] for _ in qi])
     times['random'] = (0.0, None, 0.0)
     # |r_i| alone (query-independent): how much is just "the training points the model fits worst"
@@ -142,7 +149,7 @@ def main():
     curves = {k: recall_curve(v, I_ref.numpy(), KS, MS) for k, v in sel.items()}
     pear = lambda x, y: float(np.corrcoef(x, y)[0, 1])
     corr = {'HeadSelector': np.mean([pear(I_head[j].numpy(), I_ref[j].numpy()) for j in range(len(qi))]),
-            'SketchSelector': np.mean([pear(I_sk[j].numpy(), I_ref[j].numpy()) for j in range(len(qi))])}
+            **({'SketchSelector': np.mean([pear(I_sk[j].numpy(), I_ref[j].numpy()) for j in range(len(qi))])} if sk is not None else {})}
     log('Pearson vs reference over all N:', corr)
     for k, c in curves.items(): log(k, {m: c[m].mean(1).round(3).tolist() for m in MS})
     write(a, out, desc, task, N, len(hset), qi, ref, lam, t_sk, c_sk, curves, times, corr, load0, t_start)
@@ -163,7 +170,7 @@ def write(a, out, desc, task, N, nh, qi, ref, lam, t_sk, c_sk, curves, times, co
          f'{2 * task.weight_decay:g} inside H). {ref["iters"]} block iterations; true relative residual ‖(H+λI)s−g‖/‖g‖ per query: '
          + ', '.join(f'{x:.1e}' for x in ref['residual']) + f'. Time: fit {ref["t_fit"]:.0f} s wall ({ref["c_fit"]:.0f} CPU s), solve '
          f'for all 6 queries {ref["t_solve"]:.0f} s wall ({ref["c_solve"]:.0f} CPU s), i.e. {ref["t_solve"] / len(qi):.0f} s per query; '
-         f'scoring all N needs one pass of per-example gradients ({t_sk:.0f} s wall, {c_sk:.0f} CPU s, shared with the sketch build below).\n',
+         + (f'scoring all N: one JVP pass, {t_sk:.0f} s wall, {c_sk:.0f} CPU s.\n' if a.no_sketch else f'scoring all N: one pass of per-example gradients ({t_sk:.0f} s wall, {c_sk:.0f} CPU s), shared with the SketchSelector build.\n'),
          'R@m = fraction of the reference\'s top-m |influence| training points among the selector\'s k candidates (mean over the '
          'queries; per query for the middle k and m = 100).\n',
          '| selector | ' + ' | '.join(f'R@{m} k={k}' for m in MS for k in KS) + f' | per query k={KS[1]}, m=100 | build (s) | search, all queries (s) |',
