@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from .errors import InfluenceInputError, LiSSADivergedError, FastIFWarning, _check_number
 from .task import Task
-from .hvp import hvp, top_eigenvalue, HVP_METHODS
+from .hvp import hvp, top_eigenvalue, HVP_METHODS, _batch_hvp
 from .solvers import Solver, _check_damping
 from .distributed import world, _attempt, _any_rank, _from_rank0
 
@@ -117,8 +117,8 @@ def run_repeats(self:LiSSA, task:Task, # the task
     for t in repeats:
         g, h, tr, snaps[t] = _stream(self.seed, t), V.clone(), torch.empty(self.depth, V.shape[1]), {}
         for j in range(self.depth):
-            b = task.batch(train, torch.randperm(n, generator=g)[:self.batch_size])
-            h, prev = V + h - (hvp(task, b, h, self.hvp_method) + lam * h) / s, h
+            idx = torch.randperm(n, generator=g)[:self.batch_size]
+            h, prev = V + h - (_batch_hvp(task, train, idx, h, self.hvp_method) + lam * h) / s, h
             _check_lissa(h, vn, j + 1, self.growth, s, lam, self.top_eigenvalue_)
             tr[j] = (h.norm(dim=0) / s).cpu()
             if (j + 1) % w == 0 or j + 1 == self.depth:
@@ -202,8 +202,7 @@ def _certify(self:LiSSA, task, train, M, X):
         K, g = 8, _stream(self.seed, -2)
         S, Q = torch.zeros_like(M), M.new_zeros(M.shape[1])
         for _ in range(K):
-            b = task.batch(train, torch.randperm(n, generator=g)[:k // K])
-            R = hvp(task, b, X, self.hvp_method) + self.damping * X - M
+            R = _batch_hvp(task, train, torch.randperm(n, generator=g)[:k // K], X, self.hvp_method) + self.damping * X - M
             S += R; Q += (R * R).sum(0)
         SS, vn = (S * S).sum(0), M.norm(dim=0).clamp_min(1e-30)
         est = ((SS - Q) / (K * (K - 1))).clamp_min(0).sqrt() / vn        # unbiased for ‖r‖²: pairs of independent batches
