@@ -194,3 +194,47 @@ def test_task_repr_lists_decayed_parameters():
 def test_patterns_that_match_nothing_are_errors(kw):
     m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     with pytest.raises(InfluenceInputError, match=r'wieght|LayerNorm'): ClassificationTask(m, weight_decay=0.01, **kw)
+
+# --- additions (engine helper): the sampled certificate, the display, 2-D candidates with drop ---------------------
+@pytest.mark.parametrize('depth,factor', [(5, 1.), (20, 1.), (5, 20.)])
+def test_sampled_certificate_when_the_residual_is_large(convex, depth, factor):
+    "With residual_samples < N the certificate is the fresh-batch U-statistic: within a factor 2 where the residual is large."
+    task, train, _, A, V, top = convex
+    s = LiSSA(depth=depth, batch_size=16, repeats=2, damping=LAM, scale=factor * (top + LAM), seed=1, residual_samples=256)
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); X = s.solve(task, train, V, progress=False)
+    r = true_residual(A, X, V)
+    assert r > 0.3 and r / 2 <= s.residual_ <= 2 * r and 0 < s.residual_noise_ < r, (s.residual_, s.residual_noise_, r)
+
+def test_residual_and_error_bars_are_shown(convex):
+    task, train, test, *_ = convex
+    s = LiSSA(depth=50, batch_size=16, repeats=2, damping=LAM, scale='auto', seed=5)
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); r = influence(task, train, test, s, progress=False)
+    assert r.residual == s.residual_ and r.effective_damping == pytest.approx(s.scale_ / 50)
+    assert 'solve residual' in repr(r) and 'stability' in repr(r) and 'stderr' in r.to_pandas(2).columns
+    assert r.stability.shape == (4,) and ((0 <= r.stability) & (r.stability <= 1)).all()
+    assert influence(task, train, test, s, uncertainty=False, progress=False).stderr is None
+
+def test_uncertainty_true_runs_two_repeats(convex):
+    task, train, test, *_ = convex
+    s = LiSSA(depth=50, batch_size=16, repeats=1, damping=LAM, scale='auto', seed=6)
+    with warnings.catch_warnings(): warnings.simplefilter('ignore'); r = influence(task, train, test, s, uncertainty=True, progress=False)
+    assert r.stderr is not None and s.repeats == 1  # the caller's solver is not changed
+
+def test_drop_with_per_test_candidates(convex):
+    task, train, test, *_ = convex
+    X, Y = train.tensors; X = X.clone(); X[[7, 9]] = float('nan')
+    bad = torch.utils.data.TensorDataset(X, Y)
+    cand = torch.stack([torch.arange(20) + j for j in range(4)])  # rows contain 7 and 9
+    with pytest.warns(UserWarning, match=r"\b7\b.*\b9\b"):
+        r = influence(task, bad, test, Exact(damping=LAM), cand, nonfinite='drop', progress=False)
+    assert r.scores.shape == (4, 18) and not torch.isin(r.indices, torch.tensor([7, 9])).any()
+
+def test_nonfinite_gradient_with_finite_loss_is_named(convex):
+    "A candidate the solve never saw (LiSSA's samples, certificate off) with a NaN loss: the scorer names it."
+    task, train, test, _, _, top = convex
+    X, Y = train.tensors; X = X.clone(); X[123] = float('inf')
+    bad = torch.utils.data.TensorDataset(X, Y)
+    s = LiSSA(depth=3, batch_size=1, damping=LAM, scale=2 * (top + LAM), seed=0, residual_samples=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        with pytest.raises(InfluenceInputError, match=r"(?i)non-finite.*training indices \[123\]"): influence(task, bad, test, s, progress=False)
