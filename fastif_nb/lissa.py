@@ -228,7 +228,7 @@ def _warn_residual(self:LiSSA, n:int):
     bound = " (at most; the noise level of the estimate)" if r <= (self.residual_noise_ or 0.) else ""
     warnings.warn(FastIFWarning(
         f"LiSSA's estimated relative residual ‖(H+λI)x−v‖/‖v‖ is {r:.3g}{bound}, above warn_residual={self.warn_residual:g}: "
-        "the s_test estimate and its scores may be far off. " + '; '.join(todo) + '.'))
+        "the s_test estimate and its scores may be far off. " + '; '.join(todo).capitalize()[0] + '; '.join(todo)[1:] + '.'))
 
 # %% ../nbs/02a_lissa.ipynb #cb9e9c83
 @patch
