@@ -104,7 +104,7 @@ def main():
         with warnings.catch_warnings(): warnings.simplefilter('ignore'); S = solver.solve(task, hset, G.T, progress=False)
         t_solve, c_solve = time.perf_counter() - t0, time.process_time() - c0
         ref = dict(S=S, lambda_min=solver.lambda_min_, damping=solver.damping_, fit_passes=solver.fit_['passes'],
-                   iters=solver.iterations_, residual=solver.residual_.tolist(), t_fit=t_fit, c_fit=c_fit, t_solve=t_solve, c_solve=c_solve)
+                   iters=solver.iterations_, residual=solver.residuals_.tolist(), t_fit=t_fit, c_fit=c_fit, t_solve=t_solve, c_solve=c_solve)
         torch.save(ref, ref_p)
     log(f'reference: damping {ref["damping"]:.4f} (λ_min {ref["lambda_min"]:.4f}), {ref["iters"]} block iterations, residuals '
         f'{["%.1e" % r for r in ref["residual"]]}, fit {ref["t_fit"]:.0f} s, solve {ref["t_solve"]:.0f} s')

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['FastIFError', 'InfluenceInputError', 'InputTypeError', 'InputIndexError', 'MissingFileError', 'LiSSADivergedError',
-           'StaleIndexError', 'WorkerError', 'PeerError']
+           'StaleIndexError', 'WorkerError', 'PeerError', 'FastIFWarning']
 
 # %% ../nbs/00_errors.ipynb #2b707b89
 class FastIFError(Exception):
@@ -34,3 +34,27 @@ class WorkerError(FastIFError, RuntimeError):
 
 class PeerError(WorkerError):
     "Raised on a rank because *another* rank failed; that rank raises the real error."
+
+class FastIFWarning(UserWarning):
+    "A result that may be wrong (an unconverged solve, dropped training examples); the message says what to change."
+
+# %% ../nbs/00_errors.ipynb #1fe68878
+import math, numbers
+
+def _check_number(name:str,            # the argument's name, for the message
+                  value,               # the value given
+                  kind=float,          # int: an integer is required; float: any real number
+                  lo=None,             # smallest allowed value (None: no bound)
+                  hi=None,             # largest allowed value (None: no bound)
+                  lo_open:bool=False,  # `lo` itself is not allowed
+                  hint:str='',         # what to do instead, appended to the message
+                 ):                    # `value` as a Python int/float
+    "`value` if it is a finite number (an integer for kind=int) in range, else an `InfluenceInputError` naming `name`."
+    ok = isinstance(value, numbers.Integral if kind is int else numbers.Real) and not isinstance(value, bool)
+    if ok: value = kind(value)
+    if not ok or not math.isfinite(value) or (lo is not None and (value < lo or (lo_open and value == lo))) \
+            or (hi is not None and value > hi):
+        want = ('an integer' if kind is int else 'a finite number') + (
+            f" {'>' if lo_open else '>='} {lo}" if lo is not None else '') + (f" and <= {hi}" if hi is not None else '')
+        raise InfluenceInputError(f"{name} must be {want}; got {value!r}." + (f" {hint}" if hint else ''))
+    return value

@@ -6,16 +6,16 @@
 __all__ = ['fast_lissa', 'FastIF', 'Explanation']
 
 # %% ../nbs/07_fastif.ipynb #456ce24e
-import time, warnings
+import re, sys, time, warnings
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 import pandas as pd
 from fastcore.basics import patch
-from .errors import InfluenceInputError
+from .errors import InfluenceInputError, WorkerError, _check_number
 from .task import ClassificationTask
 from .lissa import LiSSA
-from .influence import InfluenceResult, influence
+from .influence import InfluenceResult, influence, _influence
 from .data import TextPairDataset, as_text_pair_dataset
 from .text import tokenize, text_source, describe_item
 from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset
@@ -42,6 +42,13 @@ class FastIF:
                  batch_size:int=64,              # examples per forward pass / scoring pass
                  progress:bool=True):            # progress bars
         if len(train) == 0: raise InfluenceInputError("The training dataset is empty: FastIF needs training examples.")
+        impl = getattr(getattr(model, 'config', None), '_attn_implementation', None) or 'eager'
+        if impl != 'eager': raise InfluenceInputError(
+            f"FastIF needs eager attention, but the model uses {impl!r} attention, whose fused kernels have no double "
+            "backward (Hessian-vector products fail). Load it with AutoModelForSequenceClassification.from_pretrained(path, "
+            "attn_implementation='eager'), or call model.set_attn_implementation('eager') first.")
+        max_length = _check_number('max_length', max_length, int, 1)
+        batch_size = _check_number('batch_size', batch_size, int, 1)
         if model.training: raise InfluenceInputError("The model is in train mode; call model.eval() before FastIF.")
         if pooling not in ('cls', 'mean', 'pooler'): raise InfluenceInputError(f"pooling={pooling!r}: use 'cls', 'mean' or 'pooler'.")
         if pooling == 'pooler' and getattr(model.base_model, 'pooler', None) is None: raise InfluenceInputError(
@@ -127,9 +134,9 @@ def pick_points(self:FastIF, ds,      # a `TextPairDataset` with gold labels
 # %% ../nbs/07_fastif.ipynb #f5ea6d78
 class Explanation(InfluenceResult):
     "Influence of training examples on test examples, with the texts, labels and predictions for reporting."
-    def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds):
+    def __init__(self, scores, indices, train, test:TextPairDataset, probs, target, k, seconds, **certificate):
         names = [f"{t['text_a']} ‖ {t['text_b']}" if t.get('text_b') else t['text_a'] for t in (test[j] for j in range(len(test)))]
-        super().__init__(scores, indices, train, names, describe=lambda i: describe_item(train, i))
+        super().__init__(scores, indices, train, names, describe=lambda i: describe_item(train, i), **certificate)
         self.test, self.probs, self.target, self.k, self.seconds = test, probs, target, k, seconds
         self.label_names = getattr(text_source(train), 'label_names', None)
 
@@ -152,20 +159,22 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             solver=None,              # override the inverse-HVP solver for this call
             score_method:str='auto',        # candidate scoring method (see `score_candidates`)
             workers:int=1,            # >1: LiSSA repetitions and scoring on this many persistent processes (`FastIF.pool`)
+            uncertainty='auto',       # error bars: 'auto' (if the solver has T > 1), True (a T = 1 LiSSA runs T = 2), False
            )->Explanation:
-    "Influence of the k nearest training examples on each test example's loss."
-    if int(workers) < 1: raise InfluenceInputError(f"workers must be >= 1; got {workers}.")
+    "Influence of the k nearest training examples on each test example's loss, with the solve's certificate and error bars."
+    workers = _check_number('workers', workers, int, 1)
+    if k is not None: k = _check_number('k', k, int, 1, hint="Pass None to score all training examples.")
     t0 = time.perf_counter()
     test, probs, target, test_cached = self._prepare(examples)
     cand = None
     if k is not None:
         q = self._features(test_cached)
         cand = torch.as_tensor(self.index.search(q, k)[1]).reshape(len(test), -1)
-    if workers > 1: scores = self._parallel(test_cached, solver or self.solver, cand, workers, score_method)
-    else: scores = influence(self.task, self.train_cached, test_cached, solver or self.solver, cand,
-                                      batch_size=self.batch_size, score_method=score_method, progress=self.progress).scores
-    idx = torch.arange(len(self.train)) if cand is None else cand
-    return Explanation(scores, idx, self.train_cached, test, probs, target, k, time.perf_counter() - t0)
+    if workers > 1: r = self._parallel(test_cached, solver or self.solver, cand, workers, score_method, uncertainty)
+    else: r = _influence(self.task, self.train_cached, test_cached, solver or self.solver, cand, self.batch_size,
+                         score_method, self.progress, uncertainty=uncertainty)
+    return Explanation(r['scores'], r['indices'], self.train_cached, test, probs, target, k, time.perf_counter() - t0,
+                       **{c: r[c] for c in ('stderr', 'stability', 'residual', 'effective_damping')})
 
 # %% ../nbs/07_fastif.ipynb #f2ded0db
 def _pack(cached:CachedDataset)->dict:
@@ -198,6 +207,12 @@ def _cached_job(state:dict, test:dict, *args, **kwargs)->torch.Tensor:
     "Pool job on each worker: `influence_job` for packed cached test points."
     return influence_job(state, _unpack(test), *args, **kwargs)
 
+def _cached_result_job(state:dict, test:dict, solver, candidates, batch_size:int, score_method:str, uncertainty)->dict:
+    "Pool job on each worker: the engine's full result (scores, error bars, certificate) for packed cached test points."
+    r = _influence(state['task'], state['train'], _unpack(test), solver, candidates, batch_size, score_method, False,
+                   uncertainty=uncertainty)
+    return {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in r.items()}
+
 # %% ../nbs/07_fastif.ipynb #ed48db22
 @patch
 def pool(self:FastIF, workers:int=2,   # worker processes (W)
@@ -211,8 +226,16 @@ def pool(self:FastIF, workers:int=2,   # worker processes (W)
         warnings.warn(f"FastIF's worker pool broke ({p.closed_reason or 'a worker died'}); starting a new one.")
     self.close()
     state = {k: v.detach().to('cpu', copy=True) for k, v in self.top.state_dict().items()}
-    self._pool = WorkerPool(workers, _top_setup, (self.model.config, state, self.n_frozen_layers, self.task.weight_decay,
-                            _pack(self.train_cached)), backend=backend, timeout=3600. if timeout is None else timeout)
+    try: self._pool = WorkerPool(workers, _top_setup, (self.model.config, state, self.n_frozen_layers, self.task.weight_decay,
+                                 _pack(self.train_cached)), backend=backend, timeout=3600. if timeout is None else timeout)
+    except WorkerError as e:
+        script = _unguarded_main()
+        if script is None: raise  # not the missing-guard case: the pool's own error says why
+        raise WorkerError(
+            f"The worker processes died at start-up, and the script {script} has no `if __name__ == \"__main__\":` guard. "
+            "Workers are started with 'spawn', which re-imports that script, so its top-level code (building FastIF, calling "
+            "explain) runs again in every worker and fails. Put the script's top-level code under "
+            "`if __name__ == \"__main__\":` (or use workers=1).") from e
     self._pool_key = key
     return self._pool
 
@@ -223,21 +246,31 @@ def close(self:FastIF):
     self._pool = None
 
 @patch
-def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str):
-    "Influences of the cached test points on the persistent pool of `workers` processes."
-    return self.pool(workers).run(_cached_job, _pack(test_cached), solver, cand, batch_size=self.batch_size, score_method=score_method)
+def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str, uncertainty='auto')->dict:
+    "The engine's result for the cached test points, computed on the persistent pool of `workers` processes."
+    return self.pool(workers).run(_cached_result_job, _pack(test_cached), solver, cand, self.batch_size, score_method, uncertainty)
+
+def _unguarded_main()->str:
+    "The path of the running script if it has no `if __name__ == '__main__':` guard, else None."
+    f = getattr(sys.modules.get('__main__'), '__file__', None)
+    if not f or not str(f).endswith('.py'): return None
+    try: src = open(f, encoding='utf-8').read()
+    except OSError: return None
+    return None if re.search(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""", src) else f
 
 # %% ../nbs/07_fastif.ipynb #ff1c3707
 @patch
 def to_dict(self:Explanation, n:int=5, # helpful and harmful training examples per test example
            )->list:
-    "One dict per test example: texts, label, prediction, and the top helpful/harmful training examples."
+    "One dict per test example: texts, label, prediction, the solve's certificate, and the top helpful/harmful training examples (with standard errors when known)."
     names, out = self.label_names, []
     for j in range(len(self)):
         t = self.test[j]
-        item = lambda i, s: dict(train_index=i, influence=s, text=self.describe(i))
+        item = lambda i, s: dict(train_index=i, influence=s, stderr=self._stderr_of(i, j), text=self.describe(i))
         out.append(dict(premise=t['text_a'], hypothesis=t.get('text_b'), target=names[int(self.target[j])],
                         predicted=names[int(self.probs[j].argmax())], probability=float(self.probs[j].max()), k=self.k,
+                        residual=self.residual, effective_damping=self.effective_damping,
+                        stability=None if self.stability is None else float(self.stability[j]),
                         helpful=[item(i, s) for i, s in self.helpful(n, j)], harmful=[item(i, s) for i, s in self.harmful(n, j)]))
     return out
 
@@ -250,8 +283,13 @@ def show(self:Explanation, n:int=3, # helpful and harmful training examples per 
     for j, d in enumerate(self.to_dict(n)):
         ok = 'correct' if d['target'] == d['predicted'] else 'WRONG'
         print(cut(f"[{j}] {d['premise']} ‖ {d['hypothesis']}"))
-        print(f"    label: {d['target']}  predicted: {d['predicted']} ({d['probability']:.2f}, {ok})  candidates: {d['k'] or 'all'}")
+        print(f"    label: {d['target']}  predicted: {d['predicted']} ({d['probability']:.2f}, {ok})  candidates: {d['k'] or 'all'}"
+              + (f"  top-10 stability: {d['stability']:.2f}" if d['stability'] is not None else ""))
         for kind in ('helpful', 'harmful'):
             print(f"    most {kind}:")
-            for e in d[kind]: print(cut(f"      {e['influence']:+.3e}  #{e['train_index']:<5} {e['text']}"))
+            for e in d[kind]:
+                se = f" ± {e['stderr']:.1e}" if e['stderr'] is not None else ""
+                print(cut(f"      {e['influence']:+.3e}{se}  #{e['train_index']:<5} {e['text']}"))
+    if self.residual is not None: print(f"(s_test solve: relative residual {self.residual:.3g}" + (
+        f", effective damping {self.effective_damping:.3g}" if self.effective_damping is not None else "") + ")")
     print(f"({len(self)} test examples explained in {self.seconds:.1f} s)")

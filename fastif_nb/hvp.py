@@ -10,7 +10,7 @@ import torch
 from torch.func import grad, jvp, vmap
 from tqdm.auto import tqdm
 from .errors import InfluenceInputError
-from .task import Task, _check_finite
+from .task import Task, _check_finite, NonFiniteError, _at_indices
 
 # %% ../nbs/01_hvp.ipynb #020f5740
 def _as_matrix(V:torch.Tensor, p:int):
@@ -58,6 +58,11 @@ def hvp(task:Task, # the task
     return HV[:, 0] if single else HV
 
 # %% ../nbs/01_hvp.ipynb #6244e9d3
+def _batch_hvp(task, data, idx, M, hvp_method):
+    "`hvp` on the examples `idx` of `data`; a non-finite loss is reported with their dataset indices."
+    try: return hvp(task, task.batch(data, idx), M, hvp_method)
+    except NonFiniteError as e: raise _at_indices(e, idx) from None
+
 def data_hvp(task:Task, # the task
              data,                    # map-style training dataset
              V:torch.Tensor,          # vector(s): [p] or [p, m]
@@ -72,7 +77,7 @@ def data_hvp(task:Task, # the task
     out = torch.zeros_like(M)
     for s in tqdm(range(0, n, batch_size), disable=not progress, desc='data HVP', leave=False):
         idx = range(s, min(s + batch_size, n))
-        out = out + hvp(task, task.batch(data, idx), M, hvp_method) * (len(idx) / n)
+        out = out + _batch_hvp(task, data, idx, M, hvp_method) * (len(idx) / n)
     # each batch added its own decay term weighted by len/n; together that is exactly one decay term
     return out[:, 0] if single else out
 

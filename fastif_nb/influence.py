@@ -6,13 +6,14 @@
 __all__ = ['SCORE_METHODS', 'query_gradients', 'score_candidates', 'InfluenceResult', 'influence']
 
 # %% ../nbs/03_influence.ipynb #9db00403
+import copy, numbers, warnings
 import torch
 import pandas as pd
 from torch.func import jvp, vmap
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .errors import InfluenceInputError
-from .task import Task
+from .errors import InfluenceInputError, FastIFWarning, _check_number
+from .task import Task, NonFiniteError, _nonfinite_message
 from .solvers import Solver
 from .distributed import world, shard_range, _attempt, _gather_rows
 
@@ -77,10 +78,21 @@ def _score(task, train, S, cand, batch_size, score_method, progress):
 
 # %% ../nbs/03_influence.ipynb #1d06e76d
 def _candidates(candidates, n_train:int, m:int):
-    "Validated candidates as (unique indices to score, [m, k] positions into them or None)."
+    "Validated candidates as (unique indices to score, [m, k] positions into them or None); a bool [N] mask selects."
     if candidates is None: return torch.arange(n_train), None
-    c = torch.as_tensor(candidates, dtype=torch.long)
+    if isinstance(candidates, (set, frozenset, dict)): raise InfluenceInputError(
+        f"`candidates` is a {type(candidates).__name__}, which has no order: pass a list or tensor of training indices (e.g. sorted(...)).")
+    try: c = torch.as_tensor(candidates)
+    except (TypeError, ValueError, RuntimeError) as e: raise InfluenceInputError(
+        f"`candidates` must be integer training indices ([k] or [m, k]) or a bool mask; got {type(candidates).__name__}.") from e
+    if c.dtype == torch.bool:
+        if c.ndim != 1 or len(c) != n_train: raise InfluenceInputError(
+            f"A boolean `candidates` mask must have one entry per training example, shape [{n_train}]; got {tuple(c.shape)}.")
+        c = c.nonzero().flatten()
     if c.numel() == 0: raise InfluenceInputError("`candidates` is empty: pass at least one training index, or None for all.")
+    if c.dtype.is_floating_point or c.dtype.is_complex: raise InfluenceInputError(
+        f"`candidates` must be integer training indices; got {c.dtype} values such as {c.flatten()[:3].tolist()}.")
+    c = c.long()
     if c.min() < 0 or c.max() >= n_train: raise InfluenceInputError(
         f"`candidates` must be training indices in [0, {n_train}); got values in [{c.min().item()}, {c.max().item()}].")
     if c.ndim == 1: return c, None
@@ -89,88 +101,186 @@ def _candidates(candidates, n_train:int, m:int):
     uniq, inv = torch.unique(c, return_inverse=True)
     return uniq, inv
 
+def _check_call(solver, score_method):
+    "Raise before any work if `solver` is not a Solver instance or `score_method` is unknown."
+    if isinstance(solver, type) and issubclass(solver, Solver): raise InfluenceInputError(
+        f"`solver` must be a Solver instance, not the class {solver.__name__}: call it, e.g. {solver.__name__}(damping=0.01).")
+    if not isinstance(solver, Solver): raise InfluenceInputError(
+        f"`solver` must be a Solver instance (Exact(), CG() or LiSSA()); got {solver!r} ({type(solver).__name__}).")
+    if score_method != 'auto' and score_method not in SCORE_METHODS: raise InfluenceInputError(
+        f"Unknown scoring method {score_method!r}; use {list(SCORE_METHODS)} or 'auto'.")
+
 # %% ../nbs/03_influence.ipynb #d2ffdc29
+def _nonfinite_rows(task, train, batch_size:int)->list:
+    "Training indices whose loss is NaN/inf (one forward pass over `train`)."
+    bad = []
+    with torch.no_grad():
+        for s in range(0, len(train), batch_size):
+            l = task.losses(task.batch(train, range(s, min(s + batch_size, len(train)))))
+            bad += (s + (~torch.isfinite(l)).nonzero().flatten()).tolist()
+    return bad
+
+def _drop_rows(candidates, uniq, pos, bad:list):
+    "Candidates without the training indices `bad`: (unique, positions, kept [m, k'] or None); 2-D rows keep their first k'."
+    keep = ~torch.isin(uniq, torch.tensor(bad, dtype=torch.long))
+    if pos is None: return uniq[keep], None, None
+    rows = [r[keep[p]] for r, p in zip(torch.as_tensor(candidates, dtype=torch.long).reshape(pos.shape), pos)]
+    k = min(len(r) for r in rows)
+    if k == 0: raise InfluenceInputError(f"Every candidate of some test point has a non-finite loss: {bad[:10]}.")
+    c = torch.stack([r[:k] for r in rows]); u, inv = torch.unique(c, return_inverse=True)
+    return u, inv, c
+
+def _stability(It:torch.Tensor, n:int=10)->torch.Tensor:
+    "[m]: the overlap of the top-n helpful and harmful candidates between the two halves of the repetitions It [m, k, T]."
+    T = It.shape[-1]; a, b = It[..., :T // 2].mean(-1), It[..., T // 2:].mean(-1); n = min(n, It.shape[1])
+    same = lambda largest: torch.tensor([len(set(x.topk(n, largest=largest).indices.tolist()) & set(y.topk(n, largest=largest).indices.tolist()))
+                                         for x, y in zip(a, b)], dtype=torch.float64) / n
+    return (same(True) + same(False)) / 2
+
+def _influence(task:Task, train, test, solver:Solver, candidates=None, batch_size:int=64, score_method:str='auto',
+               progress:bool=True, nonfinite:str='raise', uncertainty='auto')->dict:
+    "The engine behind `influence`: a dict of scores [m, k], indices, stderr, stability and the solve's certificate."
+    _check_call(solver, score_method)
+    if nonfinite not in ('raise', 'drop'): raise InfluenceInputError(f"nonfinite={nonfinite!r}: use 'raise' or 'drop'.")
+    if uncertainty not in ('auto', True, False): raise InfluenceInputError(f"uncertainty={uncertainty!r}: use 'auto', True or False.")
+    batch_size = _check_number('batch_size', batch_size, int, 1)
+    progress = progress and world()[0] == 0
+    _check_data(task, train, 'training')
+    G = query_gradients(task, test)
+    uniq, pos = _candidates(candidates, len(train), len(test))
+    cand2d, solve_on, dropped = (None if pos is None else torch.as_tensor(candidates, dtype=torch.long)), train, []
+    if nonfinite == 'drop' and (dropped := _nonfinite_rows(task, train, batch_size)):
+        warnings.warn(FastIFWarning(f"Dropped {len(dropped)} training example(s) with a non-finite loss (indices {dropped[:20]}) "
+                                    "from the solve and the candidates."))
+        solve_on = torch.utils.data.Subset(train, [i for i in range(len(train)) if i not in set(dropped)])
+        uniq, pos, cand2d = _drop_rows(candidates, uniq, pos, dropped)
+    if uncertainty is True and getattr(solver, 'repeats', 2) == 1: solver = copy.copy(solver); solver.repeats = 2
+    S = solver.solve(task, solve_on, G.T, progress=progress)
+    E = getattr(solver, 'estimates_', None) if uncertainty and getattr(solver, 'repeats', 1) > 1 else None
+    m, T = S.shape[1], (0 if E is None else E.shape[0])
+    cols = S if E is None else torch.cat([S, E.permute(1, 2, 0).reshape(len(S), m * T)], 1)  # test j, repeat t: m + j·T + t
+    if pos is not None and len(uniq) * m > 2 * pos.numel():  # little overlap: score each row with its own columns
+        D = torch.stack([score_candidates(task, train, cols[:, [j] + list(range(m + j * T, m + (j + 1) * T))], cand2d[j],
+                                          batch_size, score_method, progress) for j in range(m)])  # [m, k, 1 + T]
+        _check_scores(D, cand2d)
+        I, It = -D[..., 0], -D[..., 1:]
+    else:
+        D = score_candidates(task, train, cols, uniq, batch_size, score_method, progress)  # [n_uniq, m(1 + T)]
+        _check_scores(D, uniq)
+        I, It = -D[:, :m].T, -D[:, m:].reshape(len(uniq), m, T).permute(1, 0, 2)
+        if pos is not None: I, It = torch.gather(I, 1, pos.to(I.device)), torch.gather(It, 1, pos.to(I.device)[..., None].expand(-1, -1, T))
+    out = dict(scores=I, indices=uniq if pos is None else cand2d, stderr=None, stability=None, dropped=dropped,
+               residual=getattr(solver, 'residual_', None), effective_damping=getattr(solver, 'effective_damping_', None))
+    if T > 1: out.update(stderr=It.std(-1) / T ** 0.5, stability=_stability(It))
+    return out
+
+def _check_scores(D, cand):
+    "Raise if any score is non-finite, naming the training indices (their loss gradients are non-finite)."
+    bad = (~torch.isfinite(D)).reshape(*cand.shape, -1).any(-1)
+    if bad.any():
+        idx = sorted(set(cand[bad.to(cand.device)].tolist()))
+        raise NonFiniteError(_nonfinite_message('gradient (and so influence)', idx, 'training indices'), idx)
+
 def _influence_scores(task:Task, # model + parameters + objective
                        train,                   # map-style training dataset
                        test,                    # map-style dataset of test points
                        solver:Solver,           # Exact, CG or LiSSA
                        candidates=None,         # None, [k] or [m, k] training indices to score
                        batch_size:int=64,       # candidates per scoring pass
-                       score_method:str='auto',       # scoring method, see `score_candidates`
+                       score_method:str='auto', # scoring method, see `score_candidates`
                        progress:bool=True,      # progress bars
                       )->torch.Tensor:          # [len(test), n_candidates]; positive = harmful
     "Influence I(z, z_test) of candidate training points on each test point's loss (on every rank of a process group)."
-    if not isinstance(solver, Solver): raise InfluenceInputError(f"`solver` must be a Solver (Exact, CG, LiSSA); got {type(solver).__name__}.")
-    progress = progress and world()[0] == 0
-    _check_data(task, train, 'training')
-    G = query_gradients(task, test)
-    uniq, pos = _candidates(candidates, len(train), len(test))
-    S = solver.solve(task, train, G.T, progress=progress)
-    if pos is not None and len(uniq) * len(test) > 2 * pos.numel():  # little overlap: score each row with its own s_test
-        c = torch.as_tensor(candidates, dtype=torch.long)
-        return torch.stack([-score_candidates(task, train, S[:, j:j + 1], c[j], batch_size, score_method, progress)[:, 0]
-                            for j in range(len(test))])
-    D = score_candidates(task, train, S, uniq, batch_size, score_method, progress)  # [n_uniq, m]
-    I = -D.T
-    return I if pos is None else torch.gather(I, 1, pos.to(I.device))
+    return _influence(task, train, test, solver, candidates, batch_size, score_method, progress, uncertainty=False)['scores']
 
 # %% ../nbs/03_influence.ipynb #5bb3d969
 class InfluenceResult:
-    "Influence scores [m, k] of candidate training points (`indices`, [k] or [m, k]) on m test points."
-    def __init__(self, scores:torch.Tensor,  # [m, k] influence values (positive = harmful)
-                 indices:torch.Tensor,          # [k] or [m, k] training indices of the scored candidates
+    "Influence scores [m, k] of candidate training points (`indices`, [k] or [m, k]) on m test points, with error bars if known."
+    def __init__(self, scores:torch.Tensor,  # [m, k] influence values (positive = harmful), all finite
+                 indices:torch.Tensor,          # [k] or [m, k] integer training indices of the scored candidates
                  train=None,                    # the training dataset
                  test_names:list=None,          # a name per test point (default 'test j')
                  describe=None,                 # training index -> short text, for tables (e.g. `text.describe_item`)
+                 stderr:torch.Tensor=None,      # [m, k] standard errors of the scores (None: a deterministic solve)
+                 stability:torch.Tensor=None,   # [m] top-10 overlap between halves of the repetitions (see `_influence`)
+                 residual:float=None,           # the solve's relative residual ‖(H+λI)x−v‖/‖v‖ (its certificate)
+                 effective_damping:float=None,  # LiSSA: the smallest eigenvalue its truncated series inverts (scale/J)
                 ):
-        self.scores = scores.detach().cpu()
-        idx = torch.as_tensor(indices).cpu()
-        self.indices = idx.expand(len(self.scores), -1) if idx.ndim == 1 else idx
-        self.train, self.describe = train, describe
+        s, idx = torch.as_tensor(scores).detach().cpu(), torch.as_tensor(indices).cpu()
+        if s.ndim != 2: raise InfluenceInputError(f"scores must have shape [m, k]; got shape {tuple(s.shape)}.")
+        if idx.dtype.is_floating_point or idx.dtype == torch.bool or idx.shape not in (s.shape[1:], s.shape): raise InfluenceInputError(
+            f"indices must be integers of shape [{s.shape[1]}] or {list(s.shape)} to match scores {list(s.shape)}; "
+            f"got shape {tuple(idx.shape)} ({idx.dtype}).")
+        if not torch.isfinite(s).all(): raise InfluenceInputError(
+            f"scores has {int((~torch.isfinite(s)).sum())} non-finite entries: influence never returns NaN/inf (see nonfinite='drop').")
+        if stderr is not None and tuple(torch.as_tensor(stderr).shape) != tuple(s.shape): raise InfluenceInputError(
+            f"stderr must have the shape of scores {list(s.shape)}; got shape {tuple(torch.as_tensor(stderr).shape)}.")
+        self.scores, self.indices = s, (idx.expand(len(s), -1) if idx.ndim == 1 else idx)
+        self.stderr = None if stderr is None else torch.as_tensor(stderr).detach().cpu()
+        self.stability = None if stability is None else torch.as_tensor(stability).detach().cpu()
+        self.train, self.describe, self.residual, self.effective_damping = train, describe, residual, effective_damping
         self.test_names = test_names or [f'test {j}' for j in range(len(self.scores))]
     def __len__(self): return len(self.scores)
-    def _head(self): return f"{type(self).__name__}: {len(self)} test points × {self.scores.shape[1]} candidates"
-    def __repr__(self): return self._head() + " (top 3 helpful and harmful of each)\n" + self.to_pandas(3).to_string(index=False)
+    def _head(self):
+        cert = [f"solve residual {self.residual:.3g}"] if self.residual is not None else []
+        if self.effective_damping is not None: cert.append(f"effective damping {self.effective_damping:.3g}")
+        if self.stability is not None: cert.append(f"top-10 stability {self.stability.mean():.2f}")
+        return f"{type(self).__name__}: {len(self)} test points × {self.scores.shape[1]} candidates" + (f" ({', '.join(cert)})" if cert else "")
+    def __repr__(self): return self._head() + "\n(top 3 helpful and harmful of each)\n" + self.to_pandas(3).to_string(index=False)
 
 # %% ../nbs/03_influence.ipynb #c54996b9
 @patch
 def _top(self:InfluenceResult, n:int, j:int, largest:bool)->list:
-    "(train index, score) of the n most positive (largest) or most negative scores for test point j."
-    n = min(n, self.scores.shape[1])
-    v, p = torch.topk(self.scores[j], n, largest=largest)
+    "(train index, score) of the at most n most positive (largest) or most negative scores of test point j; only that sign."
+    n = _check_number('n', n, int, 0)
+    if not isinstance(j, numbers.Integral) or not 0 <= j < len(self): raise InfluenceInputError(
+        f"j={j!r} is not a test point: there are {len(self)} (j in 0..{len(self) - 1}).")
+    row = self.scores[j]; ok = (row > 0) if largest else (row < 0)
+    v, p = torch.topk(torch.where(ok, row, torch.tensor(-float('inf') if largest else float('inf'))), min(n, int(ok.sum())), largest=largest)
     return [(int(self.indices[j, q]), float(s)) for q, s in zip(p, v)]
 
 @patch
 def harmful(self:InfluenceResult, n:int=5, j:int=0)->list:
-    "The n most harmful training points (largest positive influence) for test point j, as (index, score)."
+    "The at most n most harmful training points (positive influence: up-weighting them raises test point j's loss), as (index, score)."
     return self._top(n, j, True)
 
 @patch
 def helpful(self:InfluenceResult, n:int=5, j:int=0)->list:
-    "The n most helpful training points (most negative influence) for test point j, as (index, score)."
+    "The at most n most helpful training points (negative influence), as (index, score); fewer if fewer scores are negative."
     return self._top(n, j, False)
 
 @patch
+def _stderr_of(self:InfluenceResult, i:int, j:int):
+    "The standard error of training index i's score on test point j (None without error bars)."
+    if self.stderr is None: return None
+    return float(self.stderr[j][(self.indices[j] == i).nonzero()[0, 0]])
+
+@patch
 def to_pandas(self:InfluenceResult, n:int=5)->pd.DataFrame:
-    "Top-n helpful and harmful points of every test point as a table."
+    "Top-n helpful and harmful points of every test point as a table (with each score's standard error, if known)."
     rows = [dict(test=self.test_names[j], kind=k, rank=r + 1, train_idx=i, influence=s,
+                 **({'stderr': self._stderr_of(i, j)} if self.stderr is not None else {}),
                  **({'text': self.describe(i)} if self.describe else {}))
             for j in range(len(self)) for k, f in (('helpful', self.helpful), ('harmful', self.harmful))
             for r, (i, s) in enumerate(f(n, j))]
     return pd.DataFrame(rows)
 
 @patch
-def _repr_html_(self:InfluenceResult): return f"<p>{self._head()} (top 3 helpful and harmful of each)</p>" + self.to_pandas(3).to_html(index=False)
+def _repr_html_(self:InfluenceResult): return f"<p>{self._head()}<br>(top 3 helpful and harmful of each)</p>" + self.to_pandas(3).to_html(index=False)
 
 # %% ../nbs/03_influence.ipynb #2526a375
 def influence(task:Task, # model + parameters + objective
               train,                   # map-style training dataset
               test,                    # map-style dataset of test points
-              solver:Solver,           # Exact, CG or LiSSA
-              candidates=None,         # None, [k] or [m, k] training indices to score
-              **kw,                    # batch_size, score_method, progress: see `_influence_scores`
-             )->InfluenceResult:       # scores [m, k] (positive = harmful) with their training indices
+              solver:Solver,           # an Exact, CG or LiSSA instance
+              candidates=None,         # None, [k] or [m, k] integer training indices, or a bool [N] mask
+              batch_size:int=64,       # candidates per scoring pass
+              score_method:str='auto', # 'jvp', 'grad' or 'auto' (see `score_candidates`)
+              progress:bool=True,      # progress bars
+              nonfinite:str='raise',   # a training example with a NaN/inf loss: 'raise' (naming it) or 'drop' it (with a warning)
+              uncertainty='auto',      # error bars: 'auto' (when LiSSA has T > 1), True (T = 1 LiSSA runs T = 2), False
+             )->InfluenceResult:       # scores [m, k] (positive = harmful) with their training indices and error bars
     "Influence of the candidate training points on each test point: the one entry point of the engine."
-    scores = _influence_scores(task, train, test, solver, candidates, **kw)
-    uniq, pos = _candidates(candidates, len(train), len(test))
-    return InfluenceResult(scores, uniq if pos is None else torch.as_tensor(candidates), train)
+    r = _influence(task, train, test, solver, candidates, batch_size, score_method, progress, nonfinite, uncertainty)
+    return InfluenceResult(r['scores'], r['indices'], train, stderr=r['stderr'], stability=r['stability'],
+                           residual=r['residual'], effective_damping=r['effective_damping'])

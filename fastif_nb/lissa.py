@@ -9,51 +9,79 @@ __all__ = ['LiSSA']
 import math, warnings
 import torch
 from tqdm.auto import tqdm
-from .errors import InfluenceInputError
+from .errors import InfluenceInputError, LiSSADivergedError, FastIFWarning, _check_number
 from .task import Task
-from .hvp import hvp, top_eigenvalue
-from .solvers import Solver
-from .errors import LiSSADivergedError
+from .hvp import hvp, top_eigenvalue, HVP_METHODS, _batch_hvp
+from .solvers import Solver, _check_damping
 from .distributed import world, _attempt, _any_rank, _from_rank0
 
 # %% ../nbs/02a_lissa.ipynb #c9c52475
+def _diverged(what:str, scale, damping, top):
+    "The `LiSSADivergedError` for `what` happened, saying to raise `scale` or `damping`."
+    hint = f" The estimated top eigenvalue is {top:.4g}." if top is not None else ""
+    return LiSSADivergedError(
+        f"LiSSA diverged {what} (scale={scale:.4g}, damping={damping:.4g}).{hint} Increase `scale` (it must exceed half the "
+        "largest batch-Hessian eigenvalue + damping; scale='auto' estimates it) or, if the model has negative curvature, "
+        "increase `damping`.")
+
 def _check_lissa(h, vn, j, growth, scale, damping, top):
     "Raise `LiSSADivergedError` if the iterate `h` (step j) is non-finite or grows faster than the series allows."
     hn = h.norm(dim=0)
     if torch.isfinite(hn).all() and (hn <= growth * (j + 1) * vn).all(): return
-    hint = f" The estimated top eigenvalue is {top:.4g}." if top is not None else ""
-    raise LiSSADivergedError(
-        f"LiSSA diverged at step {j}: ‖h_j‖={hn.max().item():.3g} vs ‖v‖={vn.max().item():.3g} (scale={scale:.4g}, "
-        f"damping={damping:.4g}).{hint} Increase `scale` (it must exceed half the largest batch-Hessian eigenvalue + damping; "
-        "scale='auto' estimates it) or, if the model has negative curvature, increase `damping`.")
+    raise _diverged(f"at step {j}: ‖h_j‖={hn.max().item():.3g} vs ‖v‖={vn.max().item():.3g}", scale, damping, top)
+
+def _window(depth:int)->int: return max(5, min(50, depth // 8))  # steps per growth window
+
+def _check_growth(tr, e:int, w:int, final:bool, scale, damping, top):
+    "Raise `LiSSADivergedError` if the trace `tr` [steps, m] of ‖h_j‖ grows geometrically over the windows ending at step e."
+    if e < 4 * w: return  # a burn-in window, then three to compare
+    M = [tr[e - (i + 1) * w:e - i * w].max(0).values for i in range(3)]  # newest window first
+    r0, r1 = M[0] / M[1].clamp_min(1e-300), M[1] / M[2].clamp_min(1e-300)
+    lin0, lin1 = e / (e - 2 * w), (e - w) / (e - 3 * w)
+    bad = ((r0 > 2 * lin0) & (r1 > 2 * lin1)) | ((r0 > 4 * lin0) & final)
+    if bad.any(): raise _diverged(
+        f"(slowly) by step {e}: the largest ‖h_j‖ of the last windows of {w} steps grew ×{r1.max():.3g} then ×{r0.max():.3g}, "
+        f"faster than a converging series can (≤ ×{lin1:.2f}, ×{lin0:.2f})", scale, damping, top)
 
 # %% ../nbs/02a_lissa.ipynb #1e463116
 def _stream(seed:int, t:int)->torch.Generator:
-    "The random generator of repetition `t` under `seed`."
+    "The random generator of repetition `t` under `seed` (t = -1: the scale estimate, t = -2: the certificate)."
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(t))
 
 class LiSSA(Solver):
     "Stochastic Neumann-series inverse-HVP (Agarwal et al. 2017) with FastIF's J/B/T knobs."
     def __init__(self, depth:int=1000,    # J, recursion steps per repetition
                  batch_size:int=1,        # B, examples per stochastic Hessian (FastIF: even 1 suffices)
-                 repeats:int=1,           # T, independent repetitions averaged
+                 repeats:int=1,           # T, independent repetitions averaged (T > 1 also gives error bars)
                  damping:float=0.0,       # λ in (H + λI), the same meaning as in `Exact`/`CG`
-                 scale='auto',            # s: a float, or 'auto' (power-iteration estimate of the top eigenvalue)
+                 scale='auto',            # s: a positive float, or 'auto' (power-iteration estimate of the top eigenvalue)
                  seed:int=0,              # seed of the sample streams
                  growth:float=10.0,       # divergence threshold factor (see above)
                  hvp_method:str='double-backward', # see `hvp`
                  scale_batches:int=10,    # batches probed by the automatic scale
                  scale_margin:float=2.0,  # automatic scale = margin·(max top eigenvalue + damping)
                  max_rescale:int=3,       # with scale='auto': on divergence, retry with 4× the scale this many times
-                 checkpoints=()):         # steps j ≤ depth at which to also keep the estimate (`snapshots_`)
-        if depth < 1 or batch_size < 1 or repeats < 1: raise InfluenceInputError(
-            f"depth, batch_size and repeats must be >= 1; got {depth}, {batch_size}, {repeats}.")
-        checkpoints = tuple(sorted({int(j) for j in checkpoints}))
+                 checkpoints=(),          # steps j ≤ depth at which to also keep the estimate (`snapshots_`)
+                 warn_residual:float=0.25, # warn when the estimated relative residual ‖(H+λI)x−v‖/‖v‖ exceeds this
+                 residual_samples:int=1024, # examples drawn for the certificate (>= N: one exact full-data HVP; 0: none)
+                 allow_negative_damping:bool=False): # accept λ < 0
+        self.depth, self.batch_size = _check_number('depth', depth, int, 1), _check_number('batch_size', batch_size, int, 1)
+        self.repeats, self.damping = _check_number('repeats', repeats, int, 1), _check_damping(damping, allow_negative_damping)
+        if not (isinstance(scale, str) and scale == 'auto'): scale = _check_number(
+            'scale', scale, lo=0., lo_open=True, hint="Pass a positive number or 'auto' (estimated from the top eigenvalue).")
+        self.scale, self.seed, self.growth = scale, _check_number('seed', seed, int), _check_number('growth', growth, lo=1., lo_open=True)
+        if hvp_method not in HVP_METHODS: raise InfluenceInputError(f"Unknown hvp_method {hvp_method!r}; use one of {list(HVP_METHODS)}.")
+        self.hvp_method, self.scale_batches = hvp_method, _check_number('scale_batches', scale_batches, int, 1)
+        self.scale_margin = _check_number('scale_margin', scale_margin, lo=0., lo_open=True)
+        self.max_rescale = _check_number('max_rescale', max_rescale, int, 0)
+        checkpoints = tuple(sorted({_check_number('checkpoints', j, int) for j in checkpoints}))
         if checkpoints and not 1 <= checkpoints[0] <= checkpoints[-1] <= depth: raise InfluenceInputError(
             f"checkpoints must be steps in [1, depth={depth}]; got {checkpoints}. Raise `depth` or drop those steps.")
-        self.depth, self.batch_size, self.repeats, self.damping, self.scale, self.seed = depth, batch_size, repeats, damping, scale, seed
-        self.growth, self.hvp_method, self.scale_batches, self.scale_margin = growth, hvp_method, scale_batches, scale_margin
-        self.max_rescale, self.checkpoints = max_rescale, checkpoints
+        self.checkpoints, self.warn_residual = checkpoints, _check_number('warn_residual', warn_residual, lo=0., lo_open=True)
+        self.residual_samples = _check_number('residual_samples', residual_samples, int, 0)
+        if 0 < self.residual_samples < 16: raise InfluenceInputError(
+            f"residual_samples={residual_samples} is too few for a residual estimate: use >= 16 (or 0 for none).")
+        self.allow_negative_damping = bool(allow_negative_damping)
 
 # %% ../nbs/02a_lissa.ipynb #82788d99
 from fastcore.basics import patch
@@ -62,10 +90,7 @@ from fastcore.basics import patch
 def resolve_scale(self:LiSSA, task:Task, train)->float:
     "The scale to use: the given float, or an estimate from the top eigenvalue of sampled batch Hessians."
     self.top_eigenvalue_ = None
-    if self.scale != 'auto':
-        if not (isinstance(self.scale, (int, float)) and self.scale > 0): raise InfluenceInputError(
-            f"scale must be a positive number or 'auto'; got {self.scale!r}.")
-        self.scale_ = float(self.scale); return self.scale_
+    if self.scale != 'auto': self.scale_ = float(self.scale); return self.scale_
     g, theta, tops = _stream(self.seed, -1), task.flat_params(), []
     for _ in range(self.scale_batches):
         b = task.batch(train, torch.randperm(len(train), generator=g)[:self.batch_size])
@@ -85,20 +110,24 @@ def run_repeats(self:LiSSA, task:Task, # the task
                 progress:bool=True,    # progress bar
                )->torch.Tensor:        # Σ_t h_J^(t)/s over `repeats`, [p, m]
     "Sum of the LiSSA estimates of the given repetitions."
-    s, lam, n = self.scale_, float(self.damping), len(train)
+    s, lam, n, w = self.scale_, float(self.damping), len(train), _window(self.depth)
     vn, total, traces, snaps, keep = V.norm(dim=0), torch.zeros_like(V), {}, {}, set(self.checkpoints)
-    self.repeat_snapshots_, self.snapshots_ = {}, {}  # a (rescaled) restart starts afresh
+    self.repeat_snapshots_, self.snapshots_, self.repeat_estimates_, self.step_change_ = {}, {}, {}, 0.  # a restart starts afresh
     bar = tqdm(total=len(repeats) * self.depth, disable=not progress, desc='LiSSA', leave=False)
     for t in repeats:
         g, h, tr, snaps[t] = _stream(self.seed, t), V.clone(), torch.empty(self.depth, V.shape[1]), {}
         for j in range(self.depth):
-            b = task.batch(train, torch.randperm(n, generator=g)[:self.batch_size])
-            h = V + h - (hvp(task, b, h, self.hvp_method) + lam * h) / s
+            idx = torch.randperm(n, generator=g)[:self.batch_size]
+            h, prev = V + h - (_batch_hvp(task, train, idx, h, self.hvp_method) + lam * h) / s, h
             _check_lissa(h, vn, j + 1, self.growth, s, lam, self.top_eigenvalue_)
             tr[j] = (h.norm(dim=0) / s).cpu()
+            if (j + 1) % w == 0 or j + 1 == self.depth:
+                _check_growth(tr, j + 1, w, j + 1 == self.depth, s, lam, self.top_eigenvalue_)
             if j + 1 in keep: snaps[t][j + 1] = h / s
             bar.update()
-        traces[t] = tr; total += h / s
+        step = ((h - prev).norm(dim=0) / h.norm(dim=0).clamp_min(1e-300)).max().item()
+        traces[t], self.repeat_estimates_[t], self.step_change_ = tr, h / s, max(self.step_change_, step)
+        total += h / s
     bar.close()
     self.trace_, self.repeat_snapshots_ = traces, snaps
     return total
@@ -123,16 +152,34 @@ def with_rescale(self:LiSSA, run):
     return out
 
 @patch
+def _estimates(self:LiSSA, task, train, V, repeats, progress)->torch.Tensor:
+    "[T, p, m]: the estimates of the repetitions `repeats` (zeros for the others)."
+    self.run_repeats(task, train, V, repeats, progress)
+    E = V.new_zeros(self.repeats, *V.shape)
+    for t in repeats: E[t] = self.repeat_estimates_[t]
+    self.repeat_estimates_ = {}
+    return E
+
+@patch
+def _combine(self:LiSSA, E):
+    "The solution from the [T, p, m] estimates (all-reduced in a process group): their mean; keeps `estimates_`."
+    self.estimates_, self.effective_damping_ = E, self.scale_ / self.depth
+    return E.sum(0) / self.repeats
+
+@patch
+def _zeros_part(self:LiSSA, M): return M.new_zeros(self.repeats, *M.shape)
+
+@patch
 def _solve(self:LiSSA, task, train, V, progress):
     self.resolve_scale(task, train)
-    X = self.with_rescale(lambda: self.run_repeats(task, train, V, range(self.repeats), progress)) / self.repeats
+    X = self._combine(self.with_rescale(lambda: self._estimates(task, train, V, range(self.repeats), progress)))
     self.snapshots_ = {j: sum(r[j] for r in self.repeat_snapshots_.values()) / self.repeats for j in self.checkpoints}
     return X
 
 # %% ../nbs/02a_lissa.ipynb #2876a43e
 @patch
 def _solve_part(self:LiSSA, task, train, V, err, progress)->tuple:
-    "In a process group: this rank's repetitions (t % W == rank) summed and divided by T, as (part, error)."
+    "In a process group: this rank's repetitions (t % W == rank) as [T, p, m] estimates (zeros for the others), as (part, error)."
     rank, W = world()
     if self.scale != 'auto': self.resolve_scale(task, train)
     else:  # rank 0 runs the seeded power iteration; every rank then uses its bit-identical scale
@@ -141,8 +188,47 @@ def _solve_part(self:LiSSA, task, train, V, err, progress)->tuple:
                                        "the LiSSA scale estimate (rank 0)")
         self.top_eigenvalue_ = top
     mine = range(rank, self.repeats, W)
-    part, err = self._rescaled(lambda: self.run_repeats(task, train, V, mine, progress) if len(mine) else torch.zeros_like(V), err)
-    return (None if part is None else part / self.repeats), err
+    return self._rescaled(lambda: self._estimates(task, train, V, mine, progress), err)
+
+# %% ../nbs/02a_lissa.ipynb #1da4a583
+@patch
+def _certify(self:LiSSA, task, train, M, X):
+    "Set `residual_`/`residuals_` (estimated on fresh batches, or exact if residual_samples >= N) and warn above `warn_residual`."
+    n, k = len(train), self.residual_samples
+    self.effective_damping_ = self.scale_ / self.depth
+    if k == 0: self.residual_ = self.residuals_ = self.residual_noise_ = None; return
+    if k >= n: super(LiSSA, self)._certify(task, train, M, X); self.residual_noise_ = 0.
+    else:
+        K, g = 8, _stream(self.seed, -2)
+        S, Q = torch.zeros_like(M), M.new_zeros(M.shape[1])
+        for _ in range(K):
+            R = _batch_hvp(task, train, torch.randperm(n, generator=g)[:k // K], X, self.hvp_method) + self.damping * X - M
+            S += R; Q += (R * R).sum(0)
+        SS, vn = (S * S).sum(0), M.norm(dim=0).clamp_min(1e-30)
+        est = ((SS - Q) / (K * (K - 1))).clamp_min(0).sqrt() / vn        # unbiased for ‖r‖²: pairs of independent batches
+        noise = ((Q - SS / K) / (K * (K - 1))).clamp_min(0).sqrt() / vn  # standard error of the mean residual
+        self.residual_noise_ = float(noise.max())
+        self._set_residuals(torch.maximum(est, noise))
+    self._warn_residual(n)
+
+@patch
+def _warn_residual(self:LiSSA, n:int):
+    "A `FastIFWarning` saying what to change if the residual is above `warn_residual`."
+    r, lam, eff = self.residual_, float(self.damping), self.effective_damping_
+    if r is None or r <= self.warn_residual: return
+    todo = []
+    if eff > max(lam, 0.): todo.append(
+        f"the truncated series inverts only eigenvalues above about scale/depth = {eff:.3g} (the effective damping; you asked "
+        f"for damping={lam:g}): raise depth" + (f" (to about scale/damping = {self.scale_ / lam:.0f})" if lam > 0 else "")
+        + " or lower scale (scale='auto' picks the smallest safe one)")
+    if self.batch_size < n: todo.append(
+        f"batches of {self.batch_size} of {n} examples are noisy (the last step still changed the iterate by "
+        f"{self.step_change_:.2g}): raise batch_size or repeats")
+    todo.append("or raise damping (converges faster, but changes the answer)")
+    bound = " (at most; the noise level of the estimate)" if r <= (self.residual_noise_ or 0.) else ""
+    warnings.warn(FastIFWarning(
+        f"LiSSA's estimated relative residual ‖(H+λI)x−v‖/‖v‖ is {r:.3g}{bound}, above warn_residual={self.warn_residual:g}: "
+        "the s_test estimate and its scores may be far off. " + '; '.join(todo).capitalize()[0] + '; '.join(todo)[1:] + '.'))
 
 # %% ../nbs/02a_lissa.ipynb #cb9e9c83
 @patch

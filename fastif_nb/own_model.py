@@ -115,12 +115,15 @@ def to_frame(self:Explanation)->pd.DataFrame:
             rows.append(dict(test=j, test_text_a=t['text_a'], test_text_b=t.get('text_b'), target=names[int(self.target[j])],
                              predicted=names[int(p.argmax())], probs=json.dumps([float(x) for x in p]), rank=r,
                              train_index=i, train_text_a=it.get('text_a'), train_text_b=it.get('text_b'),
-                             train_label=names[it['label']] if 'label' in it else None, influence=float(self.scores[j, q])))
+                             train_label=names[it['label']] if 'label' in it else None, influence=float(self.scores[j, q]),
+                             stderr=None if self.stderr is None else float(self.stderr[j, q])))
     return pd.DataFrame(rows)
 
 def _settings_of(ex:Explanation, settings)->dict:
     "The settings stored with an explanation: the ones given, plus k, time and label names."
-    return {**(settings or getattr(ex, 'settings', None) or {}), 'k': ex.k, 'seconds': ex.seconds, 'label_names': ex.label_names}
+    cert = dict(residual=ex.residual, effective_damping=ex.effective_damping,
+                stability=None if ex.stability is None else ex.stability.tolist())  # the solve's certificate and error bars
+    return {**(settings or getattr(ex, 'settings', None) or {}), 'k': ex.k, 'seconds': ex.seconds, 'label_names': ex.label_names, **cert}
 
 @patch
 def save(self:Explanation, path,   # .json, .parquet or .csv
@@ -177,7 +180,11 @@ def load(cls:Explanation, path)->Explanation:
     scores = torch.tensor([g.influence.tolist() for g in per], dtype=torch.float32)
     indices = torch.tensor([g.train_index.tolist() for g in per])
     probs = torch.tensor([json.loads(g.probs.iloc[0]) for g in per])
+    err = pd.to_numeric(df['stderr'], errors='coerce') if 'stderr' in df else None  # CSV keeps '' for missing values
+    se = [err[g.index].tolist() for g in per] if err is not None and err.notna().all() else None
     ex = cls(scores, indices, SimpleNamespace(source=_Rows(rows, names)), test, probs, torch.tensor([names.index(t) for t in tests.target]),
-             meta.get('k'), meta.get('seconds', 0.0))
-    ex.settings = {k: v for k, v in meta.items() if k not in ('k', 'seconds', 'label_names')}
+             meta.get('k'), meta.get('seconds', 0.0), stderr=None if se is None else torch.tensor(se, dtype=torch.float32),
+             residual=meta.get('residual'), effective_damping=meta.get('effective_damping'),
+             stability=None if meta.get('stability') is None else torch.tensor(meta['stability']))
+    ex.settings = {k: v for k, v in meta.items() if k not in ('k', 'seconds', 'label_names', 'residual', 'effective_damping', 'stability')}
     return ex

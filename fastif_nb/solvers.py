@@ -6,23 +6,29 @@
 __all__ = ['Solver', 'Exact', 'CG']
 
 # %% ../nbs/02_solvers.ipynb #b775ceb3
+import warnings
 import torch
 from tqdm.auto import tqdm
-from .errors import InfluenceInputError
+from .errors import InfluenceInputError, FastIFWarning, _check_number
 from .task import Task
-from .hvp import data_hvp, _as_matrix
+from .hvp import data_hvp, _as_matrix, HVP_METHODS
 from .distributed import world, _attempt, _sync_sum, _fingerprint
 
 # %% ../nbs/02_solvers.ipynb #cb510c5d
+def _check_damping(damping, allow_negative:bool)->float:
+    "`damping` as a float if finite (and >= 0 unless `allow_negative`), else an `InfluenceInputError`."
+    return _check_number('damping', damping, lo=None if allow_negative else 0.,
+                         hint="damping is λ in (H + λI); a negative λ needs allow_negative_damping=True.")
+
 class Solver:
-    "Base class: solves (H + damping·I) X = V for the task's training objective over `train`."
+    "Base class: solves (H + damping·I) X = V for the task's training objective over `train`, and certifies the solve."
     damping = 0.0
     def solve(self, task:Task, # the task (model + parameters + objective)
               train,                          # map-style training dataset defining H
               V:torch.Tensor,                 # right-hand side(s): [p] or [p, m]
               progress:bool=True,             # show a progress bar
              )->torch.Tensor:                 # X, same shape as V
-        "Solve (H + damping·I) X = V; inside a process group all ranks solve together (`fastif_nb.distributed`)."
+        "Solve (H + damping·I) X = V and set `residual_`; inside a process group all ranks solve together."
         M, single = _as_matrix(V, task.n_params)
         if len(train) == 0: raise InfluenceInputError("The training dataset is empty: influence needs training examples.")
         err = None if torch.isfinite(M).all() else InfluenceInputError("The right-hand side has NaN/inf entries: check the test gradients.")
@@ -32,24 +38,41 @@ class Solver:
             X = self._solve(task, train, M, progress)
         else:  # every rank contributes its part (or its error flag) to one all-reduce
             part, err = self._solve_part(task, train, M, err, progress and rank == 0)
-            X = _sync_sum(torch.zeros_like(M) if part is None else part, err, _fingerprint(task, None if err else M), "the s_test solve")
+            X = self._combine(_sync_sum(self._zeros_part(M) if part is None else part, err,
+                                        _fingerprint(task, None if err else M), "the s_test solve"))
+        if not torch.isfinite(X).all(): raise InfluenceInputError(
+            f"{type(self).__name__} returned NaN/inf: the system H + damping·I is singular or the solve diverged. "
+            "Increase damping (e.g. 0.01).")
+        self._certify(task, train, M, X)
         return X[:, 0] if single else X
     def _solve_part(self, task, train, M, err, progress)->tuple:
         "This rank's share of the distributed solve, as (part, error): rank 0 solves, the others contribute zeros."
         if err is not None: return None, err
         return _attempt(self._solve, task, train, M, progress) if world()[0] == 0 else (torch.zeros_like(M), None)
+    def _zeros_part(self, M): return torch.zeros_like(M)  # the part of a rank that failed
+    def _combine(self, total): return total                # the solution from the all-reduced parts
+    def _certify(self, task, train, M, X):
+        "Set `residuals_` [m] and `residual_` (their max): ‖(H+λI)x−v‖/‖v‖ per column, from one full-data HVP."
+        R = data_hvp(task, train, X, getattr(self, 'batch_size', 256), getattr(self, 'hvp_method', 'double-backward')) \
+            + self.damping * X - M
+        self._set_residuals(R.norm(dim=0) / M.norm(dim=0).clamp_min(1e-30))
+    def _set_residuals(self, r):
+        self.residuals_ = r.detach().double().cpu(); self.residual_ = float(self.residuals_.max())
     def __repr__(self):
         kw = ', '.join(f'{k}={v!r}' for k,v in vars(self).items() if not k.endswith('_'))
         return f'{type(self).__name__}({kw})'
 
 # %% ../nbs/02_solvers.ipynb #56c42afe
 class Exact(Solver):
-    "Dense solve with the explicit Hessian; for small parameter counts."
-    def __init__(self, damping:float=0.0,   # λ in (H + λI)
+    "Dense solve with the explicit Hessian; for small parameter counts. Refuses singular or ill-conditioned systems."
+    def __init__(self, damping:float=0.0,   # λ in (H + λI), >= 0
                  batch_size:int=256,        # examples per HVP batch when building H
                  max_params:int=5000,       # refuse larger problems (p² memory)
-                 chunk:int=512):            # Hessian columns built per pass
-        self.damping, self.batch_size, self.max_params, self.chunk = damping, batch_size, max_params, chunk
+                 chunk:int=512,             # Hessian columns built per pass
+                 allow_negative_damping:bool=False): # accept λ < 0 (H + λI must still be well conditioned)
+        self.damping = _check_damping(damping, allow_negative_damping)
+        self.batch_size, self.max_params = _check_number('batch_size', batch_size, int, 1), _check_number('max_params', max_params, int, 1)
+        self.chunk, self.allow_negative_damping = _check_number('chunk', chunk, int, 1), bool(allow_negative_damping)
 
     def hessian(self, task:Task, train, progress:bool=False)->torch.Tensor:
         "The dense Hessian of the training objective, [p, p]."
@@ -67,20 +90,37 @@ class Exact(Solver):
     def _solve(self, task, train, M, progress):
         H = self.hessian(task, train, progress)
         A = H + self.damping * torch.eye(len(H), dtype=H.dtype, device=H.device)
-        X = torch.linalg.solve(A, M.to(A))
-        if not torch.isfinite(X).all(): raise InfluenceInputError(
-            "H + damping·I is singular: increase damping (e.g. 0.01) or add weight decay.")
+        X, info = torch.linalg.solve_ex(A, M.to(A))
+        # a lower bound on the condition number: ‖A‖₂ ≥ its largest column norm, ‖A⁻¹‖₂ ≥ ‖x‖/‖v‖ for every column
+        cond = float(A.norm(dim=0).max() * (X.norm(dim=0) / M.to(A).norm(dim=0).clamp_min(1e-300)).max())
+        eps = torch.finfo(A.dtype).eps
+        if info.item() != 0 or not torch.isfinite(X).all() or not cond * eps < 1e-2: raise InfluenceInputError(
+            f"H + damping·I is singular or ill-conditioned (condition number >= {cond:.2g}; {A.dtype} keeps about "
+            f"{-torch.log10(torch.tensor(eps)).item():.0f} digits, so the solution would keep < 2): increase damping "
+            "(e.g. 0.01), add weight decay, or compute in float64.")
+        self._A_ = A
         return X
+
+    def _certify(self, task, train, M, X):
+        "The exact residual from the dense matrix of this solve (a full-data HVP on ranks that did not build it)."
+        A = self.__dict__.pop('_A_', None)
+        if A is None: return super()._certify(task, train, M, X)
+        M = M.to(A); self._set_residuals((A @ X.to(A) - M).norm(dim=0) / M.norm(dim=0).clamp_min(1e-30))
 
 # %% ../nbs/02_solvers.ipynb #315beeca
 class CG(Solver):
     "Conjugate gradients on full-data HVPs, one independent run per right-hand side."
-    def __init__(self, damping:float=0.0,   # λ in (H + λI)
+    def __init__(self, damping:float=0.0,   # λ in (H + λI), >= 0
                  tol:float=1e-6,            # stop when ‖r‖ ≤ tol·‖v‖ for every column
                  maxiter:int=100,           # maximum CG iterations
                  batch_size:int=256,        # examples per HVP batch
-                 hvp_method:str='double-backward'): # see `hvp`
-        self.damping, self.tol, self.maxiter, self.batch_size, self.hvp_method = damping, tol, maxiter, batch_size, hvp_method
+                 hvp_method:str='double-backward', # see `hvp`
+                 allow_negative_damping:bool=False): # accept λ < 0 (H + λI must still be positive definite)
+        self.damping = _check_damping(damping, allow_negative_damping)
+        self.tol, self.maxiter = _check_number('tol', tol, lo=0.), _check_number('maxiter', maxiter, int, 1)
+        self.batch_size = _check_number('batch_size', batch_size, int, 1)
+        if hvp_method not in HVP_METHODS: raise InfluenceInputError(f"Unknown hvp_method {hvp_method!r}; use one of {list(HVP_METHODS)}.")
+        self.hvp_method, self.allow_negative_damping = hvp_method, bool(allow_negative_damping)
 
     def _matvec(self, task, train, P): return data_hvp(task, train, P, self.batch_size, self.hvp_method) + self.damping * P
 
@@ -102,6 +142,7 @@ class CG(Solver):
             self.trace_.append((rs.sqrt() / bn).cpu())
         self.trace_ = torch.stack(self.trace_)
         self.converged_ = bool((self.trace_[-1] <= self.tol).all())
-        if not self.converged_: print(f"CG: not converged after {self.maxiter} iterations "
-                                      f"(max relative residual {self.trace_[-1].max():.2e}); raise maxiter or damping.")
+        if not self.converged_: warnings.warn(FastIFWarning(
+            f"CG not converged after maxiter={self.maxiter} iterations (relative residual {self.trace_[-1].max():.2e} > "
+            f"tol={self.tol:g}): raise maxiter, or damping (a better-conditioned H + λI converges faster)."))
         return X

@@ -31,8 +31,8 @@ def test_indefinite_and_auto_damping(prob):
     assert torch.linalg.eigvalsh(A)[0] > 0
     torch.testing.assert_close(X, torch.linalg.solve(A, V), rtol=1e-7, atol=1e-9)
     true_res = (A @ X - V).norm(dim=0) / V.norm(dim=0)
-    torch.testing.assert_close(s.residual_, true_res, rtol=1e-6, atol=1e-13)
-    assert (s.residual_ <= 1e-10).all() and s.converged_
+    torch.testing.assert_close(s.residuals_, true_res, rtol=1e-6, atol=1e-13)
+    assert (s.residuals_ <= 1e-10).all() and s.converged_
     with pytest.raises(InfluenceInputError, match="damping='auto'"): BlockCG(damping=0.0, progress=False).solve(task, train, V)
 
 def test_spectrum_matches_eigh(prob):
@@ -121,7 +121,7 @@ def test_not_converged_warns_and_bad_args(prob):
     V = torch.randn(task.n_params, 2, dtype=torch.float64)
     s = BlockCG(damping=0.3, maxiter=1, progress=False)
     with pytest.warns(UserWarning, match='raise maxiter'): s.solve(task, train, V)
-    assert not s.converged_ and s.iterations_ == 1 and (s.residual_ > s.tol).all()
+    assert not s.converged_ and s.iterations_ == 1 and (s.residuals_ > s.tol).all()
     for kw, msg in ((dict(damping=-1), 'damping must be'), (dict(damping='big'), 'damping must be'),
                     (dict(rank=-1), 'rank >= 0'), (dict(tol=0), 'tol > 0')):
         with pytest.raises(InfluenceInputError, match=msg): BlockCG(**kw)
