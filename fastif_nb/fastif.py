@@ -18,7 +18,7 @@ from .lissa import LiSSA
 from .influence import InfluenceResult, influence, _influence
 from .data import TextPairDataset, as_text_pair_dataset
 from .text import tokenize, text_source, describe_item
-from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset
+from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset, prefix_fingerprint, check_prefix
 from .knn import FeatureIndex, fingerprint, pool_states
 from .distributed import rank_device
 from .parallel import WorkerPool, influence_job
@@ -59,6 +59,7 @@ class FastIF:
         t0 = time.perf_counter()
         self.train_tok = tokenize(train, tokenizer, max_length=max_length, too_long='truncate')
         self.train_cached = cache_prefix(model, self.train_tok, n_frozen_layers, batch_size, progress=progress)
+        self.prefix_fp = prefix_fingerprint(model, n_frozen_layers)  # `explain` refuses stale cached states
         self.top = split_at(model, n_frozen_layers)[1]
         self.task = ClassificationTask(self.top, weight_decay=weight_decay, collate_fn=self.train_cached.collate)
         self.fingerprint = fingerprint(model, torch.cat(self.train_tok.input_ids), pooling)
@@ -160,17 +161,19 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             score_method:str='auto',        # candidate scoring method (see `score_candidates`)
             workers:int=1,            # >1: LiSSA repetitions and scoring on this many persistent processes (`FastIF.pool`)
             uncertainty='auto',       # error bars: 'auto' (if the solver has T > 1), True (a T = 1 LiSSA runs T = 2), False
+            timeout:float=None,       # with workers > 1: seconds a job may take before the workers are killed (None: the pool's, 3600)
            )->Explanation:
     "Influence of the k nearest training examples on each test example's loss, with the solve's certificate and error bars."
     workers = _check_number('workers', workers, int, 1)
     if k is not None: k = _check_number('k', k, int, 1, hint="Pass None to score all training examples.")
+    if getattr(self, 'prefix_fp', None): check_prefix(self.model, self.n_frozen_layers, self.prefix_fp, "this FastIF's cached training states")
     t0 = time.perf_counter()
     test, probs, target, test_cached = self._prepare(examples)
     cand = None
     if k is not None:
         q = self._features(test_cached)
         cand = torch.as_tensor(self.index.search(q, k)[1]).reshape(len(test), -1)
-    if workers > 1: r = self._parallel(test_cached, solver or self.solver, cand, workers, score_method, uncertainty)
+    if workers > 1: r = self._parallel(test_cached, solver or self.solver, cand, workers, score_method, uncertainty, timeout)
     else: r = _influence(self.task, self.train_cached, test_cached, solver or self.solver, cand, self.batch_size,
                          score_method, self.progress, uncertainty=uncertainty)
     return Explanation(r['scores'], r['indices'], self.train_cached, test, probs, target, k, time.perf_counter() - t0,
@@ -246,9 +249,9 @@ def close(self:FastIF):
     self._pool = None
 
 @patch
-def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str, uncertainty='auto')->dict:
+def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str, uncertainty='auto', timeout=None)->dict:
     "The engine's result for the cached test points, computed on the persistent pool of `workers` processes."
-    return self.pool(workers).run(_cached_result_job, _pack(test_cached), solver, cand, self.batch_size, score_method, uncertainty)
+    return self.pool(workers, timeout=timeout).run(_cached_result_job, _pack(test_cached), solver, cand, self.batch_size, score_method, uncertainty)
 
 def _unguarded_main()->str:
     "The path of the running script if it has no `if __name__ == '__main__':` guard, else None."

@@ -71,3 +71,15 @@ def test_cli_workers(tiny, tmp_path):
         for x, y in zip(a['helpful'] + a['harmful'], b['helpful'] + b['harmful']): assert x['influence'] == pytest.approx(y['influence'], rel=1e-3)
     bad = subprocess.run(base + ['--workers', '0'], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and '--workers must be >= 1' in bad.stderr
+
+def test_explain_refuses_a_changed_prefix():
+    "Frozen-prefix weights changed after FastIF cached the training states -> a clear error, not silently stale scores."
+    from fastif_nb.errors import StaleIndexError
+    from fastif_nb.testing import tiny_bert, offline_tokenizer
+    model = tiny_bert(seed=3)
+    fif = FastIF(model, offline_tokenizer(), load_mnli('train').subset(range(40)), n_frozen_layers=2, progress=False,
+                 solver=LiSSA(depth=10, batch_size=2, damping=0.1, scale=10., seed=0))
+    dev = load_mnli('dev_matched').subset([0])
+    fif.explain(dev, k=10)
+    with torch.no_grad(): model.bert.encoder.layer[0].output.dense.bias.add_(0.1)
+    with pytest.raises(StaleIndexError, match='Rebuild the FastIF'): fif.explain(dev, k=10)
