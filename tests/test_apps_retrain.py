@@ -7,20 +7,12 @@ from fastif_nb.task import ClassificationTask, InfluenceInputError
 from fastif_nb.solvers import Exact
 from fastif_nb.influence import influence
 from fastif_nb.apps.retrain import fit_top, load_flat, removal_sets, retrain_check
+from conftest import cancer_logreg
 
 @pytest.fixture(scope='module')
 def logreg():
     "L2 logistic regression on 300 real breast-cancer rows, fitted to convergence, with 6 test points."
-    torch.manual_seed(0)
-    X, y = load_breast_cancer(return_X_y=True)
-    X = torch.tensor((X - X.mean(0)) / X.std(0)); y = torch.tensor(y)
-    perm = torch.randperm(len(X))
-    train = torch.utils.data.TensorDataset(X[perm[:300]], y[perm[:300]])
-    test = torch.utils.data.TensorDataset(X[perm[300:306]], y[perm[300:306]])
-    task = ClassificationTask(nn.Linear(30, 2).double().eval(), weight_decay=0.01, no_decay=())
-    init = torch.zeros(task.n_params, dtype=torch.float64)
-    load_flat(task, fit_top(task, train, init=init, optimizer='lbfgs'))
-    return task, train, test, init
+    return cancer_logreg(n_test=6, weight_decay=0.01)
 
 def test_signs_agree(logreg):
     task, train, test, init = logreg

@@ -9,22 +9,13 @@ from fastif_nb.task import ClassificationTask, InfluenceInputError
 from fastif_nb.solvers import Exact
 from fastif_nb.influence import influence
 from fastif_nb.apps.retrain import fit_top, load_flat, predict_labels
+from conftest import cancer_logreg
 from fastif_nb.apps.simulate import Relabelled, train_simulator, finetune_points, simulate, simulation_summary
 
 @pytest.fixture(scope='module')
 def setup():
-    torch.manual_seed(0)
-    X, y = load_breast_cancer(return_X_y=True)
-    X = torch.tensor((X - X.mean(0)) / X.std(0)); y = torch.tensor(y)
-    # a noisy-label training set so the task model's predictions differ from the gold labels
-    yn = y.clone(); flip = torch.rand(len(y)) < 0.15; yn[flip] = 1 - yn[flip]
-    perm = torch.randperm(len(X))
-    train = torch.utils.data.TensorDataset(X[perm[:300]], yn[perm[:300]])
-    test = torch.utils.data.TensorDataset(X[perm[300:340]], y[perm[300:340]])
-    task = ClassificationTask(nn.Linear(30, 2).double().eval(), weight_decay=0.05, no_decay=())
-    init = torch.zeros(task.n_params, dtype=torch.float64)
-    load_flat(task, fit_top(task, train, init=init, optimizer='lbfgs'))
-    return task, train, test, init
+    "A noisy-label (15%) training set, so the task model's predictions differ from the gold labels; 40 test points."
+    return cancer_logreg(n_test=40, weight_decay=0.05, label_noise=0.15)
 
 def test_simulator_learns_predictions(setup):
     task, train, test, init = setup
