@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 from fastcore.basics import patch
-from .task import InfluenceInputError
+from .errors import InfluenceInputError, FastIFWarning
 from .families import FAMILIES, check_tokenizer, family_of, _supported
 from .user_data import load_user_data
 from .model import freeze, n_layers, reuse_prefix, _quiet_hf
@@ -22,7 +22,7 @@ from .fastif import FastIF, Explanation
 __all__ = ['TopOnlyWarning', 'load_checkpoint', 'trainer_weight_decay']
 
 # %% ../nbs/07a_own_model.ipynb #becff01a
-class TopOnlyWarning(UserWarning):
+class TopOnlyWarning(FastIFWarning):
     "Influence is taken over the top layers only (the lower ones held fixed)."
 
 def _below(n:int)->str: return '' if n == 0 else ' and layer 0' if n == 1 else f' and layers 0..{n - 1}'
