@@ -167,6 +167,7 @@ def losses(self:Task, batch, # a collated batch
 class NonFiniteError(InfluenceInputError):
     "Non-finite losses (or gradients) of some examples; `positions` are their positions in the batch (or dataset indices)."
     def __init__(self, msg, positions): super().__init__(msg); self.positions = positions
+    def __reduce__(self): return type(self), (str(self), self.positions)  # survives a worker's pickle round trip
 
 def _nonfinite_message(what, bad, where):
     return (f"Non-finite {what} for {len(bad)} example(s) at {where} {list(bad)[:10]}: check the inputs (NaN/inf features, "

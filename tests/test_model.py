@@ -114,7 +114,10 @@ def test_a_stale_fastif_cache_gives_other_scores_and_is_detected():
     kw = dict(n_frozen_layers=1, solver=CG(damping=1.0, tol=1e-8, maxiter=200), progress=False)
     fif = FastIF(m, tok, train, **kw); fp = prefix_fingerprint(m, 1)
     with torch.no_grad(): m.bert.embeddings.word_embeddings.weight.mul_(1.5)   # e.g. the prefix fine-tuned further
-    stale = fif.explain(test, k=None).scores
     fresh = FastIF(m, tok, train, **kw).explain(test, k=None).scores
-    assert (stale - fresh).abs().max() > 1e-3 * fresh.abs().max()            # silently different scores
+    fif.prefix_fp = None                                                     # without the check: silently different scores
+    stale = fif.explain(test, k=None).scores
+    assert (stale - fresh).abs().max() > 1e-3 * fresh.abs().max()
     with pytest.raises(StaleIndexError, match="Rebuild the FastIF"): check_prefix(fif.model, fif.n_frozen_layers, fp)
+    fif.prefix_fp = fp                                                       # with it (the default): explain refuses
+    with pytest.raises(StaleIndexError, match="Rebuild the FastIF"): fif.explain(test, k=None)
