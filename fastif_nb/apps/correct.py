@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from ..task import ClassificationTask, InfluenceInputError, _split_batch
 from ..solvers import CG
-from ..hvp import data_hvp
+from .retrain import relative_residual as column_residuals
 from ..influence import score_candidates
 from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_layers, _run_layers, _attn_mask
 from ..text import length_sorted_batches
@@ -112,8 +112,7 @@ def relative_residual(task:ClassificationTask, # the task
                      )->float:                 # max over columns of ‖(H+λI)x − v‖/‖v‖
     "The relative residual of an inverse-HVP solve, measured with one full-data HVP."
     X, V = (x[:, None], v[:, None]) if x.ndim == 1 else (x, v)
-    R = data_hvp(task, train, X, batch_size) + damping * X - V
-    return float((R.norm(dim=0) / V.norm(dim=0).clamp_min(1e-30)).max())
+    return float(column_residuals(task, train, X, V, damping, batch_size).max())  # the retraining check's, per column
 
 def anchor_influence(task:ClassificationTask, # model + parameters + training objective
                      train,                   # training data defining H
