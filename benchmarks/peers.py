@@ -115,6 +115,27 @@ def m_blockcg(ctx, tol=1e-3, rank=0, dtype=torch.float32):
     S = s.solve(task, ctx['hset64' if dtype == torch.float64 else 'hset'], ctx['G'].T.to(dtype), progress=False)
     return S, t1 - t0, time.perf_counter() - t1, f'{s.iterations_} block iterations (data passes), own residual {s.residual_:.1e}'
 
+def m_blockcg_sub(ctx, n, tol=1e-3):
+    "FastIF's default solve: BlockCG on the Hessian of a seeded random subsample of n training pairs (residual vs the full H)."
+    from fastif_nb.blockcg import BlockCG
+    N = len(ctx['train'])
+    sub = Sub(ctx['train'], torch.randperm(N, generator=torch.Generator().manual_seed(1))[:n].sort().values)
+    s = BlockCG(damping=ctx['lam'], tol=tol, maxiter=1000, batch_size=256, progress=False)
+    t0 = time.perf_counter(); S = s.solve(ctx['task'], sub, ctx['G'].T, progress=False)
+    return S, 0.0, time.perf_counter() - t0, f'{s.iterations_} block iterations over {n:,} pairs, residual on its own Hessian {s.residual_:.1e}'
+
+def knn_candidates(top, train, test, k):
+    "L2 kNN (faiss, exact) of each query's [CLS] state of the last layer among the training pairs': [m, k] indices."
+    from fastif_nb.knn import FeatureIndex
+    def feats(ds):
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(ds), 64):
+                b = ds.collate([ds[i] for i in range(s, min(s + 64, len(ds)))])
+                out.append(top.hidden(b['hidden_states'], b['attention_mask'])[:, 0].float())
+        return torch.cat(out).numpy()
+    return torch.as_tensor(FeatureIndex.build(feats(train), progress=False).search(feats(test), k)[1])
+
 def m_reference(ctx, tol):
     "BlockCG in float32 to 1e-4, then block CG on the float64 top from there (iterative refinement) to `tol`."
     from fastif_nb.blockcg import BlockCG, block_cg
@@ -187,6 +208,8 @@ def main():
     ap.add_argument('--faithful', default='1000,32,1', help='J,B,T of the faithful LiSSA'); ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (the model, batches and vectors move there)")
     ap.add_argument('--out', default=None)
+    ap.add_argument('--sub-hessian', type=int, default=1000, help="Hessian subsample of the 'blockcg_sub' method (FastIF's default)")
+    ap.add_argument('--k', type=int, default=1000, help='kNN candidates per query for the on-candidates columns')
     a = ap.parse_args()
     torch.set_num_threads(a.threads); torch.manual_seed(0)
     from fastif_nb.task import ClassificationTask
@@ -218,6 +241,8 @@ def main():
     print(f'{desc}; Hessian set {len(hset)}; {len(test)} queries; p={task.n_params:,}; λ={lam}; B=32 scale {scale32:.3g}', flush=True)
     score = lambda S: score_candidates(task, train, S.to(G), torch.arange(N), 64, 'jvp', False)
     rows, results = [], {}
+    k = min(a.k, N); t0 = time.perf_counter()
+    cand = knn_candidates(split_at(model, nf)[1], train, test, k); ctx['t_knn'] = time.perf_counter() - t0
     # reference
     from fastif_nb.task import InfluenceInputError
     while True:
@@ -228,10 +253,14 @@ def main():
             ctx['lam'] = lam = 2 * ctx['lam']
     t0 = time.perf_counter(); D_ref = score(S_ref); t_score = time.perf_counter() - t0
     res_ref = residuals(task64, hset64, S_ref, G.T.double(), lam)
+    recall = lambda j: len(set(D_ref[:, j].abs().topk(100).indices.tolist()) & set(cand[j].tolist())) / 100
+    ctx['knn_recall'] = [recall(j) for j in range(len(test))]
+    print(f'kNN k={k}: R@100 of the reference top-100 per query {ctx["knn_recall"]}', flush=True)
     print(f'reference: {ts:.1f} s, {note}, float64 residuals {res_ref}', flush=True)
-    results['reference'] = (tf, ts, t_score, res_ref, 1.0, 1.0, 1.0, f'BlockCG float64 tol {a.ref_tol:g}: {note}; CPU {cpu_ref:.0f} s')
+    results['reference'] = (tf, ts, t_score, res_ref, 1.0, 1.0, 1.0, 1.0, f'BlockCG float64 tol {a.ref_tol:g}: {note}; CPU {cpu_ref:.0f} s')
     J, B, T = (int(x) for x in a.faithful.split(','))
     specs = dict(blockcg=('fastif_nb BlockCG (float32, tol 1e-3)', lambda: m_blockcg(ctx, 1e-3)),
+                 blockcg_sub=(f'fastif_nb BlockCG (float32, tol 1e-3, Hessian over a random {a.sub_hessian:,})', lambda: m_blockcg_sub(ctx, a.sub_hessian)),
                  fast_lissa=("fastif_nb fast LiSSA (J=300, B=1, T=2, scale='auto')", lambda: m_lissa(ctx, 300, 1, 2, 'auto')),
                  faithful_lissa=(f'fastif_nb LiSSA (J={J}, B={B}, T={T}, fixed scale)', lambda: m_lissa(ctx, J, B, T, scale32)),
                  pydvl=('pyDVL LissaInfluence (maxiter 300, batch 32)', lambda: m_pydvl(ctx)),
@@ -251,13 +280,14 @@ def main():
         pr = np.mean([pearson(D[:, j].double(), D_ref[:, j].double()) for j in range(m)])
         sp = np.mean([spearman(D[:, j].double(), D_ref[:, j].double()) for j in range(m)])
         ov = np.mean([top_overlap(D[:, j], D_ref[:, j]) for j in range(m)])
-        results[label] = (tf, ts, t_sc, res, pr, sp, ov, note)
-        print(f'{label}: fit {tf:.1f} s, s_test {ts:.1f} s, scoring {t_sc:.1f} s, Pearson {pr:.3f}, Spearman {sp:.3f}, top-100 {ov:.2f}, '
+        pk = np.mean([pearson(D[cand[j], j].double(), D_ref[cand[j], j].double()) for j in range(m)])
+        results[label] = (tf, ts, t_sc, res, pr, sp, ov, pk, note)
+        print(f'{label}: fit {tf:.1f} s, s_test {ts:.1f} s, scoring {t_sc:.1f} s, Pearson {pr:.3f} (on kNN candidates {pk:.3f}), Spearman {sp:.3f}, top-100 {ov:.2f}, '
               f'residuals {res}, {note}', flush=True)
-        write(a, out, desc, task, hset, N, test, lam, load0, t_start, results)
-    write(a, out, desc, task, hset, N, test, lam, load0, t_start, results)
+        write(a, out, desc, task, hset, N, test, lam, load0, t_start, results, ctx)
+    write(a, out, desc, task, hset, N, test, lam, load0, t_start, results, ctx)
 
-def write(a, out, desc, task, hset, N, test, lam, load0, t_start, results):
+def write(a, out, desc, task, hset, N, test, lam, load0, t_start, results, ctx):
     "Write the table of the methods measured so far."
     load1 = os.getloadavg()
     fmt_res = lambda r: ', '.join(f'{x:.1e}' if isinstance(x, float) else str(x) for x in r)
@@ -267,13 +297,16 @@ def write(a, out, desc, task, hset, N, test, lam, load0, t_start, results):
              f'{len(test)} dev-matched queries (gold labels). Objective: mean cross-entropy (no decay term); damping λ = {lam} '
              f'for every method. torch {torch.__version__}, device {a.device}' + (f' ({torch.cuda.get_device_name()})' if a.device != 'cpu' else '') + f', {torch.get_num_threads()} thread(s) per process, `nice -n 10`, '
              f'{os.cpu_count()}-core machine (shared with other jobs when load > cores): load average {load0[0]:.1f} at start, {load1[0]:.1f} at end '
-             f'(total wall {time.perf_counter() - t_start:.0f} s). Times are wall seconds for all queries together; the CPU seconds of fit + s_test (one thread, this process) are in the notes, and are the better measure on a shared machine.\n',
-             '| method | fit (s) | s_test (s) | scoring all N (s) | Pearson | Spearman | top-100 overlap | relative residual per query | notes |',
-             '|---|---|---|---|---|---|---|---|---|']
+             f'(total wall {time.perf_counter() - t_start:.0f} s). Times are wall seconds for all queries together; the CPU seconds of fit + s_test (one thread, this process) are in the notes, and are the better measure on a shared machine. '
+             f'"on kNN" = Pearson over each query\'s {a.k:,} L2-kNN candidates ([CLS] states, faiss exact, {ctx["t_knn"]:.0f} s for features + search), '
+             f'which keep {np.mean(ctx.get("knn_recall", [float("nan")])):.2f} of the reference\'s top-100 (R@100 per query: '
+             f'{", ".join(f"{x:.2f}" for x in ctx.get("knn_recall", []))}).\n',
+             '| method | fit (s) | s_test (s) | scoring all N (s) | Pearson | Spearman | top-100 overlap | Pearson on kNN | relative residual per query | notes |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for label, r in results.items():
-        if r is None: lines.append(f'| {label} | – | – | – | – | – | – | – | failed (see log) |'); continue
-        tf, ts, t_sc, res, pr, sp, ov, note = r
-        lines.append(f'| {label} | {tf:.1f} | {ts:.1f} | {t_sc:.1f} | {pr:.4f} | {sp:.4f} | {ov:.2f} | {fmt_res(res)} | {note} |')
+        if r is None: lines.append(f'| {label} | – | – | – | – | – | – | – | – | failed (see log) |'); continue
+        tf, ts, t_sc, res, pr, sp, ov, pk, note = r
+        lines.append(f'| {label} | {tf:.1f} | {ts:.1f} | {t_sc:.1f} | {pr:.4f} | {sp:.4f} | {ov:.2f} | {pk:.4f} | {fmt_res(res)} | {note} |')
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text('\n'.join(lines) + '\n'); print('\n'.join(lines), flush=True)
 
 if __name__ == '__main__': main()

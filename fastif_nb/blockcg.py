@@ -12,10 +12,12 @@ from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
 from .hvp import data_hvp, _as_matrix
+from .errors import _check_number
 from .solvers import Solver
 
 # %% auto #0
-__all__ = ['hessian_operator', 'spectrum', 'deflation_preconditioner', 'block_cg', 'problem_fingerprint', 'BlockCG']
+__all__ = ['hessian_operator', 'spectrum', 'deflation_preconditioner', 'block_cg', 'problem_fingerprint', 'hessian_subset',
+           'BlockCG']
 
 # %% ../nbs/02b_block_cg.ipynb #f076b9c3
 def hessian_operator(task:ClassificationTask, # the task
@@ -132,6 +134,18 @@ def problem_fingerprint(task:ClassificationTask, # the task
             if isinstance(v, torch.Tensor): h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
+# %% ../nbs/02b_block_cg.ipynb #e3d32595
+def hessian_subset(train,            # map-style training dataset
+                   n:int=None,       # examples to keep (None, or n ≥ len(train): all of them)
+                   seed:int=0,       # seeds the random choice
+                  ):                 # a `torch.utils.data.Subset` of `train`
+    "A seeded random subsample of `train` for the Hessian, in length order when the dataset has `lengths`."
+    N = len(train)
+    idx = torch.arange(N) if n is None or n >= N else torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:n]
+    lengths = getattr(train, 'lengths', None)
+    idx = idx[torch.argsort(torch.as_tensor(lengths)[idx], stable=True)] if lengths is not None else idx.sort().values
+    return torch.utils.data.Subset(train, idx.tolist())
+
 # %% ../nbs/02b_block_cg.ipynb #f46e4397
 class BlockCG(Solver):
     "Block CG on the full training Hessian, with automatic damping and a cached deflation preconditioner."
@@ -145,16 +159,18 @@ class BlockCG(Solver):
                  floor:float=0.01,          # ... (the damping of a positive-definite H)
                  fit_tol:float=1e-3,        # relative accuracy of the Lanczos eigenvalues
                  fit_maxiter:int=30,        # Lanczos restarts
+                 hessian_size:int=None,     # H over a seeded random subsample of this many training examples (None: all)
                  cache_dir=None,            # folder for the fitted spectrum (None: in memory only)
                  progress:bool=True,        # progress bars
-                 seed:int=0):               # seed of the Lanczos start vectors
+                 seed:int=0):               # seed of the Lanczos start vectors and of the subsample
         if damping != 'auto' and not (isinstance(damping, (int, float)) and damping >= 0): raise InfluenceInputError(
             f"damping must be a number >= 0 or 'auto'; got {damping!r}.")
         if rank < 0 or maxiter < 1 or not tol > 0: raise InfluenceInputError(
             f"Need rank >= 0, maxiter >= 1 and tol > 0; got {rank}, {maxiter}, {tol}.")
+        if hessian_size is not None: hessian_size = _check_number('hessian_size', hessian_size, int, 1, hint="Pass None for all examples.")
         self.damping, self.tol, self.maxiter, self.rank, self.batch_size, self.hvp_method = damping, tol, maxiter, rank, batch_size, hvp_method
         self.margin, self.floor, self.fit_tol, self.fit_maxiter, self.cache_dir = margin, floor, fit_tol, fit_maxiter, cache_dir
-        self.progress, self.seed, self.fit_ = progress, seed, None
+        self.progress, self.seed, self.fit_, self.hessian_size = progress, seed, None, hessian_size
 
 # %% ../nbs/02b_block_cg.ipynb #e2968934
 @patch
@@ -172,6 +188,7 @@ def fit(self:BlockCG, task:ClassificationTask, # the task
         force:bool=False,                       # recompute even if a fit for this problem is cached
        )->BlockCG:
     "Compute (or load) λ_min, the damping and the top eigenpairs for this model and data, once."
+    train = hessian_subset(train, self.hessian_size, self.seed)
     key = self._fit_key(task, train)
     if not force and self.fit_ is not None and self.fit_['key'] == key: return self
     path = Path(self.cache_dir) / f'blockcg-{key}.pt' if self.cache_dir else None
@@ -195,8 +212,9 @@ def fit(self:BlockCG, task:ClassificationTask, # the task
 @patch
 def _solve(self:BlockCG, task, train, M, progress):
     self.fit(task, train)
-    theta = task.flat_params()
-    lam = self.damping_
+    train = hessian_subset(train, self.hessian_size, self.seed)
+    theta, lam = task.flat_params(), self.damping_
+    self.hessian_size_, self.effective_damping_ = len(train), lam  # converged: the damping asked for is the damping got
     matmat = lambda P: data_hvp(task, train, P, self.batch_size, self.hvp_method) + lam * P
     pre = deflation_preconditioner(self.fit_['eigvals'].to(theta), self.fit_['eigvecs'].to(theta), lam) if self.rank else None
     X, self.trace_ = block_cg(matmat, M.to(theta), pre, self.tol, self.maxiter, progress=progress and self.progress)

@@ -37,15 +37,25 @@ def _common(p:argparse.ArgumentParser):
     g.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', action='store_true', help='print the result as JSON only on stdout (messages go to stderr)')
 
+def _damping(s:str):
+    "--damping: 'auto' or a number (checked later, with the other ranges)."
+    return s if s == 'auto' else float(s)
+
 def _solver_args(p:argparse.ArgumentParser):
-    "Options of the kNN and the LiSSA inverse-HVP (FastIF's speed knobs)."
+    "Options of the kNN and the inverse-HVP solver (FastIF's speed and accuracy knobs)."
     g = p.add_argument_group('FastIF settings')
     g.add_argument('--k', type=int, default=1000, help='score only the k nearest training examples (default 1000); 0 = all (Full)')
     g.add_argument('-n', '--n', '--top', dest='n', type=int, default=3, metavar='N', help='how many helpful and harmful examples to show (default 3)')
-    g.add_argument('--depth', type=int, default=1000, metavar='J', help='LiSSA recursion depth (default 1000)')
-    g.add_argument('--batch-size', type=int, default=1, metavar='B', help='LiSSA Hessian batch size (default 1, as FastIF)')
-    g.add_argument('--repeats', type=int, default=1, metavar='T', help='LiSSA repetitions averaged (default %(default)s)')
-    g.add_argument('--damping', type=float, default=0.01, help='damping λ in (H + λI) (default 0.01)')
+    g.add_argument('--solver', choices=('blockcg', 'lissa'), default='blockcg',
+                   help='inverse-HVP: converged block CG (default) or the paper\'s LiSSA (faster per step, approximate)')
+    g.add_argument('--hessian-size', type=int, default=1000, metavar='N', help='block CG: H over a seeded random N training '
+                   'examples (default 1000); 0 = all')
+    g.add_argument('--tol', type=float, default=1e-3, help='block CG: relative residual to reach (default 1e-3)')
+    g.add_argument('--depth', type=int, default=None, metavar='J', help='LiSSA recursion depth (default 1000)')
+    g.add_argument('--batch-size', type=int, default=None, metavar='B', help='LiSSA Hessian batch size (default 1, as FastIF)')
+    g.add_argument('--repeats', type=int, default=None, metavar='T', help='LiSSA repetitions averaged (default 1)')
+    g.add_argument('--damping', type=_damping, default=None, help="λ in (H + λI), a number >= 0 or 'auto' (positive "
+                   "definite from H's most negative eigenvalue; block CG only). Default: auto for block CG, 0.01 for LiSSA")
     g.add_argument('--workers', type=int, default=1, metavar='W', help='parallel workers (torch.distributed; default 1)')
     g.add_argument('--timeout', type=float, default=3600., metavar='S',
                    help='with --workers > 1: seconds a parallel job may take before its workers are killed (default 3600)')
@@ -64,7 +74,6 @@ def parser()->argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     d = sub.add_parser('demo', help='fine-tune/load the model, index the data, explain dev-matched and HANS examples it gets wrong')
     _common(d); _solver_args(d)
-    d.set_defaults(depth=300, repeats=2)  # the speed study's fast s_test (benchmarks/results/speed.md): J=300, T=2
     d.add_argument('--n-dev', type=int, default=2, help='wrong dev-matched examples to explain (default 2)')
     d.add_argument('--n-hans', type=int, default=2, help='wrong HANS examples to explain (default 2; needs --num-labels 2)')
     d.add_argument('--eval-rows', type=int, default=1000, help='dev-matched rows (seeded sample) for the accuracy of a newly trained model (default 1000; `fastif train` uses all)')
@@ -120,9 +129,19 @@ def train_data(args):
     ds = load_mnli('train', num_labels=args.num_labels)
     return ds if args.n_train is None else ds.subset(range(min(args.n_train, len(ds))))
 
-def solver(args)->LiSSA:
-    "The LiSSA solver of the command-line settings."
-    return LiSSA(depth=args.depth, batch_size=args.batch_size, repeats=args.repeats, damping=args.damping, seed=args.seed)
+def solver(args, cache:Path=None):
+    "The inverse-HVP solver of the command-line settings: block CG (its fitted damping kept in `cache`) or LiSSA."
+    if args.solver == 'lissa': return LiSSA(depth=args.depth or 1000, batch_size=args.batch_size or 1, repeats=args.repeats or 1,
+                                            damping=0.01 if args.damping is None else args.damping, seed=args.seed)
+    from fastif_nb.fastif import default_solver
+    return default_solver(args.hessian_size or None, args.tol, 'auto' if args.damping is None else args.damping,
+                          cache_dir=cache, progress=not args.json)
+
+def _solver_text(args)->str:
+    "The solver settings in words, for the report."
+    if args.solver == 'lissa': return f"LiSSA J={args.depth or 1000} B={args.batch_size or 1} T={args.repeats or 1}"
+    return (f"block CG to relative residual {args.tol:g} on the Hessian of {f'{args.hessian_size:,}' if args.hessian_size else 'all'} "
+            f"training examples, damping {args.damping or 'auto'}")
 
 def own_pipeline(args):
     "`FastIF.from_pretrained` for --model DIR --train DATA: caches beside the model (or in --cache-dir)."
@@ -130,7 +149,12 @@ def own_pipeline(args):
     if not Path(args.model).is_dir(): raise InfluenceInputError(f"--model {args.model}: no such folder (a folder written by Trainer.save_model).")
     return FastIF.from_pretrained(args.model, args.train, text_a=args.text_a, text_b=args.text_b, label=args.label_col,
                                   n_frozen_layers=args.n_frozen_layers, tokenizer=args.tokenizer, cache_dir=args.cache_dir,
-                                  solver=solver(args) if hasattr(args, 'depth') else None, pooling=getattr(args, 'pooling', 'cls'))
+                                  solver=solver(args, _own_cache(args)) if hasattr(args, 'depth') else None,
+                                  pooling=getattr(args, 'pooling', 'cls'))
+
+def _own_cache(args)->Path:
+    "Where --model DIR --train keeps the solver's fit: --cache-dir, else DIR/fastif_cache (as `FastIF.from_pretrained`)."
+    return (Path(args.cache_dir).expanduser() if args.cache_dir else Path(args.model)/'fastif_cache') / 'blockcg'
 
 def pipeline(args, model=None, tok=None):
     "A `FastIF` over the training data with the index and prefix states cached (and fingerprint-checked) in the cache dir."
@@ -141,7 +165,8 @@ def pipeline(args, model=None, tok=None):
         if model is None: model, tok = load_model(args)
         _default_frozen(args)
         name = f"index_{'custom' if args.model else 'minilm'}_{args.num_labels}l_{args.n_train or 'all'}.faiss"
-        return FastIF(model, tok, train_data(args), n_frozen_layers=args.n_frozen_layers, solver=solver(args) if hasattr(args, 'depth') else None,
+        return FastIF(model, tok, train_data(args), n_frozen_layers=args.n_frozen_layers,
+                      solver=solver(args, cache_dir(args) / 'blockcg') if hasattr(args, 'depth') else None,
                       pooling=getattr(args, 'pooling', 'cls'), index_path=str(cache_dir(args) / name))
 
 # %% ../nbs/09_cli.ipynb #23692cbd
@@ -220,7 +245,7 @@ def cmd_demo(args):
                          sum([list(p.labels) for p in parts], []), dev.label_names)
     t3 = time.perf_counter()
     print(f"explaining {len(ex)} misclassified examples (dev-matched, HANS) with k={args.k or 'all'}, "
-          f"LiSSA J={args.depth} B={args.batch_size} T={args.repeats}:\n")
+          f"{_solver_text(args)}:\n")
     res = _report(_explain(fif, args, ex), args, fif); t4 = time.perf_counter()
     info = getattr(args, 'train_info', {})
     times = dict(model=t1 - t0, fastif_setup=t2 - t1, pick_examples=t3 - t2, explain=t4 - t3, total=t4 - t0, threads=torch.get_num_threads(),
@@ -233,15 +258,22 @@ def cmd_demo(args):
 _MIN = dict(k=('--k', 0, '0 = score all training examples'), n=('--n/--top', 0, ''), depth=('--depth', 1, ''),
             batch_size=('--batch-size', 1, ''), repeats=('--repeats', 1, ''), workers=('--workers', 1, '1 = serial'),
             n_train=('--n-train', 1, ''), n_frozen_layers=('--n-frozen-layers', 0, ''), n_dev=('--n-dev', 0, ''),
-            n_hans=('--n-hans', 0, ''))
+            n_hans=('--n-hans', 0, ''), hessian_size=('--hessian-size', 0, '0 = all training examples'))
 
 def _check_ranges(args):
     "Integer options at or above their minimum; --damping finite and >= 0; --timeout finite and > 0."
     for a, (flag, lo, hint) in _MIN.items():
         v = getattr(args, a, None)
         if v is not None and v < lo: raise InfluenceInputError(f"{flag} must be >= {lo}{f' ({hint})' if hint else ''}; got {v}.")
-    if hasattr(args, 'damping') and not (math.isfinite(args.damping) and args.damping >= 0): raise InfluenceInputError(
-        f"--damping must be a finite number >= 0 (λ in H + λI; default 0.01); got {args.damping}.")
+    if getattr(args, 'damping', None) not in (None, 'auto') and not (math.isfinite(args.damping) and args.damping >= 0):
+        raise InfluenceInputError(f"--damping must be a finite number >= 0 or 'auto' (λ in H + λI); got {args.damping}.")
+    if hasattr(args, 'tol') and not (math.isfinite(args.tol) and args.tol > 0): raise InfluenceInputError(
+        f"--tol must be a finite number > 0 (block CG's relative residual); got {args.tol}.")
+    if getattr(args, 'solver', None) == 'blockcg' and (given := [f for f in ('depth', 'batch_size', 'repeats') if getattr(args, f) is not None]):
+        raise InfluenceInputError(f"--{given[0].replace('_', '-')} is a LiSSA setting: add --solver lissa (the default solver is "
+                                  "block CG; its knobs are --hessian-size and --tol).")
+    if getattr(args, 'solver', None) == 'lissa' and args.damping == 'auto': raise InfluenceInputError(
+        "--damping auto needs --solver blockcg (it fits the damping by Lanczos); give LiSSA a number, e.g. --damping 0.01.")
     if hasattr(args, 'timeout') and not (math.isfinite(args.timeout) and args.timeout > 0): raise InfluenceInputError(
         f"--timeout must be a finite number of seconds > 0; got {args.timeout}.")
 

@@ -373,7 +373,8 @@ def build_explorer(config:dict)->Explorer:
         model, tok = load_model(a)   # fills in the default n_frozen_layers
         index_path = str(cache_dir(a) / f"index_{'custom' if a.model else 'minilm'}_{a.num_labels}l_{a.n_train or 'all'}.faiss")  # as `fastif index`
     fif = FastIF(model, tok, train_data(a), n_frozen_layers=a.n_frozen_layers, index_path=index_path, progress=False)
-    d = Settings(k=min(a.k, len(fif.train)), depth=a.depth, batch_size=a.batch_size, repeats=a.repeats, damping=a.damping,
+    d = Settings(k=min(a.k, len(fif.train)), depth=a.depth or 1000, batch_size=a.batch_size or 1, repeats=a.repeats or 1,
+                 damping=0.01 if a.damping is None else a.damping,
                  workers=a.workers, seed=a.seed, top=a.top)
     return Explorer(fif, defaults=d, scan=a.scan)
 
@@ -444,6 +445,7 @@ def add_parser(sub):
     from fastif_nb.cli import _common, _solver_args
     p = sub.add_parser('explore', help='serve the interactive influence explorer in the browser (Voila, 127.0.0.1)')
     _common(p); _solver_args(p)
+    p.set_defaults(solver='lissa')  # the explorer's settings panel drives LiSSA (J, B, T, λ)
     g = p.add_argument_group('web app')
     g.add_argument('--port', type=int, default=0, help='port on 127.0.0.1 (default: a free one)')
     g.add_argument('--tiny', action='store_true', help='a tiny random model on 200 training pairs: the app in seconds (tests, trying it out)')

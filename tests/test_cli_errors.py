@@ -54,7 +54,7 @@ EARLY = [  # (arguments after the sub-command and --model, part of the message)
     (['explain', '--k', '-5', '--premise', 'a', '--hypothesis', 'b'], '--k must be >= 0 (0 = score all training examples); got -5'),
     (['explain', '--workers', '0', '--premise', 'a', '--hypothesis', 'b'], '--workers must be >= 1'),
     (['explain', '--top', '-1', '--premise', 'a', '--hypothesis', 'b'], '--n/--top must be >= 0; got -1'),
-    (['explain', '--depth', '0', '--premise', 'a', '--hypothesis', 'b'], '--depth must be >= 1'),
+    (['explain', '--solver', 'lissa', '--depth', '0', '--premise', 'a', '--hypothesis', 'b'], '--depth must be >= 1'),
     (['explain', '--damping', '-1', '--premise', 'a', '--hypothesis', 'b'], '--damping must be a finite number >= 0'),
     (['explain', '--timeout', '0', '--premise', 'a', '--hypothesis', 'b'], '--timeout must be a finite number of seconds > 0'),
     (['explain', '--split', 'hans', '--indices', '0,x'], "--indices must be comma-separated integers, e.g. 0,1,2; got '0,x'"),
@@ -104,8 +104,8 @@ def test_default_cache_matches_finetune(monkeypatch, tmp_path):
 TINY = ['--n-train', '40', '--n-frozen-layers', '1', '--seed', '0']
 
 @pytest.mark.parametrize('argv', [
-    ['demo', '--k', '10', '--depth', '5', '--n-dev', '1', '--n-hans', '1', '--n', '2'],
-    ['explain', '--k', '10', '--depth', '5', '--split', 'hans', '--indices', '0,1', '--n', '2'],
+    ['demo', '--k', '10', '--solver', 'lissa', '--depth', '5', '--n-dev', '1', '--n-hans', '1', '--n', '2'],
+    ['explain', '--k', '10', '--solver', 'lissa', '--depth', '5', '--split', 'hans', '--indices', '0,1', '--n', '2'],
     ['index'],
     ['train', '--n-dev', '16'],
 ], ids=lambda a: a[0])
@@ -122,7 +122,7 @@ def test_json_output_is_json_only(argv, tiny_folder, tmp_path, capsys):
 def test_timeout_reaches_the_worker_pool(tiny_folder, tmp_path, capsys):
     "--timeout is the pool's job deadline: far too short a one is a WorkerError (exit 4) that names it."
     with pytest.raises(SystemExit) as e:
-        main(['explain', *TINY, '--model', tiny_folder, '--cache-dir', str(tmp_path), '--k', '5', '--depth', '5',
+        main(['explain', *TINY, '--model', tiny_folder, '--cache-dir', str(tmp_path), '--k', '5', '--solver', 'lissa', '--depth', '5',
               '--premise', 'a', '--hypothesis', 'b', '--workers', '2', '--timeout', '0.01'])
     err = capsys.readouterr().err
     assert e.value.code == 4 and 'timeout=0.01s' in err and 'Traceback' not in err, err

@@ -61,7 +61,7 @@ def test_cli_workers(tiny, tmp_path):
     model, tok = tiny
     model.save_pretrained(tmp_path); tok.save_pretrained(tmp_path)
     base = [sys.executable, '-c', 'from fastif_nb.cli import main; main()', 'explain', '--model', str(tmp_path), '--num-labels', '3', '--n-train', '60',
-            '--n-frozen-layers', '2', '--k', '10', '--depth', '10', '--repeats', '2', '--split', 'dev_matched', '--indices', '0,1', '--json']
+            '--n-frozen-layers', '2', '--k', '10', '--solver', 'lissa', '--depth', '10', '--repeats', '2', '--split', 'dev_matched', '--indices', '0,1', '--json']
     env = {**os.environ, 'FASTIF_CACHE': str(tmp_path)}
     one = json.loads(subprocess.run(base, capture_output=True, text=True, env=env, check=True).stdout)
     two = json.loads(subprocess.run(base + ['--workers', '2'], capture_output=True, text=True, env=env, check=True).stdout)

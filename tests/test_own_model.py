@@ -45,7 +45,7 @@ def cli(*argv, cwd=None):
     r = subprocess.run([sys.executable, '-m', 'fastif_nb.cli', *map(str, argv)], capture_output=True, text=True, env=env, cwd=cwd)
     return r.returncode, r.stdout, r.stderr
 
-SETTINGS = ['--k', '60', '--top', '3', '--depth', '40', '--damping', '0.01', '--threads', '1']
+SETTINGS = ['--k', '60', '--top', '3', '--hessian-size', '150', '--threads', '1']  # the default solver: block CG, damping auto
 
 def test_cli_explain_on_a_trainer_checkpoint_matches_the_library(trained, tmp_path, monkeypatch):
     folder, csv, df = trained
@@ -81,7 +81,7 @@ def test_cli_explain_on_a_trainer_checkpoint_matches_the_library(trained, tmp_pa
     monkeypatch.setitem(sys.modules, 'pyarrow', None)  # as if pyarrow were not installed
     with pytest.raises(InfluenceInputError, match="needs pyarrow"): back.save(tmp_path/'no.parquet')
     with pytest.raises(InfluenceInputError, match="use .json, .parquet or .csv"): back.save(tmp_path/'ex.xlsx')
-    assert (folder/'fastif_cache').is_dir() and {p.name.split('-')[0] for p in (folder/'fastif_cache').iterdir()} == {'index', 'prefix'}
+    assert (folder/'fastif_cache').is_dir() and {p.name.split('-')[0] for p in (folder/'fastif_cache').iterdir()} == {'blockcg', 'index', 'prefix'}
 
 def test_cli_bad_input_is_a_clear_error(trained, tmp_path):
     folder, csv, _ = trained
