@@ -49,6 +49,7 @@ def main():
         warm = run(cache, 'warm', extra)
         sizes = {p.name: p.stat().st_size for p in (cache/'prefix').glob('prefix-*.pt')} if (cache/'prefix').is_dir() else {}
         excerpt = fresh['out'][fresh['out'].index('[0]'):].split('\n[1]')[0].rstrip() if '[0]' in fresh['out'] else ''
+        print(f"fresh {fresh['first']:.0f} s, warm {warm['first']:.0f} s", flush=True)
         OUT.write_text(f"""# First run of `fastif demo`: fresh vs warm cache
 
 `python benchmarks/first_run.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}): `fastif demo {' '.join(extra)}` run twice in one

@@ -25,6 +25,7 @@ def hessian_operator(task:ClassificationTask, # the task
                      batch_size:int=256,      # examples per HVP batch
                      hvp_method:str='double-backward', # see `hvp`
                      counter:list=None,       # if given, each product appends its number of vectors (to count data passes)
+                     bar=None,                # a tqdm bar advanced by one per product (None: no bar)
                     ):
     "H (the training objective's Hessian) as a float64 scipy `LinearOperator` built on full-data HVPs."
     from scipy.sparse.linalg import LinearOperator
@@ -32,6 +33,7 @@ def hessian_operator(task:ClassificationTask, # the task
     def matmat(M):
         M = np.asarray(M, dtype=np.float64).reshape(task.n_params, -1)
         if counter is not None: counter.append(M.shape[1])
+        if bar is not None: bar.update()
         out = data_hvp(task, train, torch.from_numpy(M).to(theta), batch_size, hvp_method)
         return out.detach().cpu().double().numpy()
     return LinearOperator((task.n_params, task.n_params), matvec=lambda v: matmat(v)[:, 0], matmat=matmat, dtype=np.float64)
@@ -58,12 +60,14 @@ def spectrum(task:ClassificationTask, # the task
              tol:float=1e-3,          # relative accuracy asked of the eigenvalues
              maxiter:int=30,          # Lanczos restarts per call
              seed:int=0,              # seed of the start vectors
+             progress:bool=False,     # a progress bar of the data passes
             )->dict:                  # lambda_min, top eigenvalues [r] (ascending), eigenvectors [p, r], data passes used
     "The most negative eigenvalue and the top-`rank` eigenpairs of the training Hessian, by Lanczos."
     count = []
-    op = hessian_operator(task, train, batch_size, counter=count)
-    lmin = float(_eigsh(op, 1, 'SA', tol, maxiter, seed)[0][0])
-    w, U = (_eigsh(op, rank, 'LA', tol, maxiter, seed + 1) if rank else (np.zeros(0), np.zeros((task.n_params, 0))))
+    with tqdm(desc='Lanczos fit (λ_min' + (f', top {rank}' if rank else '') + ')', unit='pass', disable=not progress, leave=False) as bar:
+        op = hessian_operator(task, train, batch_size, counter=count, bar=bar)
+        lmin = float(_eigsh(op, 1, 'SA', tol, maxiter, seed)[0][0])
+        w, U = (_eigsh(op, rank, 'LA', tol, maxiter, seed + 1) if rank else (np.zeros(0), np.zeros((task.n_params, 0))))
     return dict(lambda_min=lmin, eigvals=torch.from_numpy(w.copy()), eigvecs=torch.from_numpy(np.ascontiguousarray(U)),
                 passes=len(count))
 
@@ -172,6 +176,13 @@ class BlockCG(Solver):
         self.margin, self.floor, self.fit_tol, self.fit_maxiter, self.cache_dir = margin, floor, fit_tol, fit_maxiter, cache_dir
         self.progress, self.seed, self.fit_, self.hessian_size = progress, seed, None, hessian_size
 
+    def __repr__(self):
+        "The settings that differ from the defaults (the full list is in the signature)."
+        import inspect
+        d = {k: p.default for k, p in inspect.signature(BlockCG.__init__).parameters.items() if k != 'self'}
+        kw = ', '.join(f'{k}={getattr(self, k)!r}' for k in d if k not in ('progress', 'cache_dir') and getattr(self, k) != d[k])
+        return f"BlockCG({kw})"
+
 # %% ../nbs/02b_block_cg.ipynb #e2968934
 @patch
 def _fit_key(self:BlockCG, task, train)->str:
@@ -198,7 +209,7 @@ def fit(self:BlockCG, task:ClassificationTask, # the task
     else:
         fit = dict(key=key, lambda_min=float('nan'), eigvals=torch.zeros(0), eigvecs=torch.zeros(task.n_params, 0), passes=0)
         if self.needs_spectrum:
-            fit.update(spectrum(task, train, self.rank, self.batch_size, self.fit_tol, self.fit_maxiter, self.seed))
+            fit.update(spectrum(task, train, self.rank, self.batch_size, self.fit_tol, self.fit_maxiter, self.seed, self.progress))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True); torch.save(fit, path)
         fit['loaded'] = False

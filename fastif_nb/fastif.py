@@ -33,7 +33,9 @@ def default_solver(hessian_size:int=1000, # H over a seeded random subsample of 
                    progress:bool=True,      # progress bars
                   )->BlockCG:
     "FastIF's default inverse-HVP: converged block CG on a subsampled Hessian, its damping fitted once per model and data."
-    return BlockCG(damping=damping, tol=tol, hessian_size=hessian_size, cache_dir=cache_dir, progress=progress)
+    # fit_tol=0.1: λ_min to 10%. Lanczos' Ritz value lies above λ_min, so it can only underestimate |λ_min|, and auto
+    # damping's margin of 1.5 covers that. On MiniLM: 21 data passes instead of 129 for 1e-3, λ_min -0.1541 vs -0.1552.
+    return BlockCG(damping=damping, tol=tol, hessian_size=hessian_size, fit_tol=0.1, cache_dir=cache_dir, progress=progress)
 
 def fast_lissa(depth:int=1000, repeats:int=1, damping:float=0.01, seed:int=0)->LiSSA:
     "The paper's fast s_test configuration: LiSSA with batch size 1, medium depth, few repetitions (see its residual)."

@@ -128,30 +128,44 @@ def _exact_residual(fif, test_cached, X, damping:float)->torch.Tensor:
     V = query_gradients(fif.task, test_cached).T
     return (data_hvp(fif.task, fif.train_cached, X, 64) + damping * X - V).norm(dim=0) / V.norm(dim=0)
 
+def _solution(fif, s, test_cached)->torch.Tensor:
+    "The s_test [p, m] that solver `s` just used: LiSSA's mean of its repetitions; a deterministic solver solves again."
+    if getattr(s, 'estimates_', None) is not None: return s.estimates_.sum(0) / s.repeats
+    from fastif_nb.influence import query_gradients
+    return s.solve(fif.task, fif.train_cached, query_gradients(fif.task, test_cached).T, progress=False)
+
+def _certificate(name:str, s, ex, exact:torch.Tensor, secs:float)->dict:
+    "One row of `trust_report`: the solver's own certificate, the exact residual on all N, the error bars (if any)."
+    row = dict(config=name, solver=repr(s), damping=getattr(s, 'damping_', s.damping), effective_damping=s.effective_damping_,
+               residual_own=s.residual_, residual_all_N=exact.max().item(), step_change=getattr(s, 'step_change_', None),
+               stderr_over_score_top10=None, stability=None, seconds=secs)
+    if ex.stderr is not None:
+        top = ex.scores.abs().topk(min(10, ex.scores.shape[1]), dim=1).indices
+        row.update(stderr_over_score_top10=(torch.gather(ex.stderr, 1, top) / torch.gather(ex.scores.abs(), 1, top)).median().item(),
+                   stability=ex.stability.mean().item())
+    return row
+
 def trust_report(fif,              # a `FastIF`
                  test,             # test examples (a `TextPairDataset`)
-                 configs:dict,     # name -> LiSSA solver with repeats >= 2 (the repetitions give the error bars)
+                 configs:dict,     # name -> solver (LiSSA with repeats >= 2 gives error bars; BlockCG a converged solve)
                  k:int=1000,       # kNN candidates per test point
                  n:int=5,          # helpful/harmful rows per test point in the error-bar table
                  out_dir=None,     # write trust.md and trust.json there
-                )->tuple:          # (certificates per configuration, error-bar table of the first configuration)
-    "Explain `test` under each LiSSA configuration: residual (estimated and exact), effective damping, error bars."
+                )->tuple:          # (certificates per configuration, error-bar table of the first configuration with them)
+    "Explain `test` under each configuration: its own residual, the exact residual on all N, effective damping, error bars."
     rows, bars = [], None
     test_cached = fif._prepare(test)[3]
     for name, s in configs.items():
         t0 = time.perf_counter(); ex = fif.explain(test, k=k, solver=s); secs = time.perf_counter() - t0
-        exact = _exact_residual(fif, test_cached, s.estimates_.sum(0) / s.repeats, s.damping)
-        top = ex.scores.abs().topk(10, dim=1).indices
-        rel = (torch.gather(ex.stderr, 1, top) / torch.gather(ex.scores.abs(), 1, top)).median().item()
-        rows.append(dict(config=name, J=s.depth, B=s.batch_size, T=s.repeats, damping=s.damping, scale=s.scale_,
-                         effective_damping=s.effective_damping_, residual_est=s.residual_, residual_noise=s.residual_noise_,
-                         residual_exact=exact.max().item(), step_change=s.step_change_,
-                         stderr_over_score_top10=rel, stability=ex.stability.mean().item(), seconds=secs))
-        if bars is None: bars = ex.to_pandas(n).drop(columns='text').assign(text=lambda d: d.train_idx.map(lambda i: ex.describe(i)[:60]))
+        damping = getattr(s, 'damping_', s.damping)  # BlockCG's fitted value for damping='auto'
+        rows.append(_certificate(name, s, ex, _exact_residual(fif, test_cached, _solution(fif, s, test_cached), damping), secs))
+        if bars is None and ex.stderr is not None:
+            bars = ex.to_pandas(n).drop(columns='text').assign(text=lambda d: d.train_idx.map(lambda i: ex.describe(i)[:60]))
     cert = pd.DataFrame(rows)
     if out_dir is not None:
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+        first = next((r['config'] for r in rows if r['stability'] is not None), None)
         (out / 'trust.md').write_text("# Certificates and error bars (benchmarks/trust.py)\n\n" + cert.round(4).to_markdown(index=False)
-                                      + f"\n\nError bars ({next(iter(configs))}):\n\n" + bars.round(5).to_markdown(index=False) + "\n")
+                                      + (f"\n\nError bars ({first}):\n\n" + bars.round(5).to_markdown(index=False) if bars is not None else '') + "\n")
         (out / 'trust.json').write_text(json.dumps(rows, indent=1))
     return cert, bars

@@ -31,3 +31,19 @@ def test_independent_seeds_differ(fif):
     corr, _, _ = run_quality(fif, dev, lissa, lissa, k=30, reseed=7, ks=(5, 30), ms=(5,))
     ceiling = corr['Fast vs Fast, another seed (ceiling)']
     assert (ceiling.pearson < 100 - 1e-6).all()        # another seed is another estimate
+
+def test_trust_report_certifies_block_cg_and_lissa(fif, tmp_path):
+    "BlockCG on all N: its own residual is the exact one on all N; on a subsample, the all-N residual is larger; LiSSA gets error bars."
+    from fastif_nb.blockcg import BlockCG
+    from fastif_nb.quality import trust_report
+    dev = load_mnli('dev_matched').subset(range(2))
+    configs = {'cg all': BlockCG(damping=2.0, tol=1e-6, progress=False), 'cg sub': BlockCG(damping=2.0, tol=1e-6, hessian_size=20, progress=False),
+               'lissa': LiSSA(depth=20, batch_size=4, repeats=2, damping=2.0, scale=20., seed=0)}
+    cert, bars = trust_report(fif, dev, configs, k=30, n=2, out_dir=tmp_path)
+    c = cert.set_index('config')
+    assert c.loc['cg all', 'residual_own'] <= 1.01e-6 and c.loc['cg all', 'residual_all_N'] <= 1e-5
+    assert c.loc['cg sub', 'residual_own'] <= 1.01e-6 and c.loc['cg sub', 'residual_all_N'] > 1e-3  # 20 of 80 examples: another system
+    assert c.loc['cg all', 'effective_damping'] == 2.0 and np.isnan(c.loc['cg all', 'stability'])
+    assert 0 <= c.loc['lissa', 'stability'] <= 1 and c.loc['lissa', 'stderr_over_score_top10'] > 0
+    assert len(bars) > 0 and bars.stderr.notna().all()  # the error-bar table is LiSSA's (the first with error bars)
+    assert 'Error bars (lissa)' in (tmp_path / 'trust.md').read_text()
