@@ -30,7 +30,7 @@ def table(fresh:dict, warm:dict)->str:
     rows = [('fine-tune: prefix pass over the 8,999 training pairs', 'prefix_seconds'), ('fine-tune: training the top layer', 'train_seconds'),
             ('fine-tune: dev-matched accuracy (sample)', 'eval_seconds'), ('model ready (all of the above, or loading it)', 'model'),
             ('FastIF setup (tokenise, prefix states, kNN index)', 'fastif_setup'), ('picking misclassified dev/HANS examples', 'pick_examples'),
-            ('explain (LiSSA s_test + scoring k candidates)', 'explain')]
+            ('explain (block CG s_test incl. its one-off damping fit + scoring k candidates)', 'explain')]
     f = lambda r, k: f"{r['stages'][k]:.0f}" if k in r['stages'] else '–'
     s = "| stage | fresh cache (s) | warm cache (s) |\n|---|---|---|\n"
     s += "".join(f"| {name} | {f(fresh, k)} | {f(warm, k)} |\n" for name, k in rows)
@@ -55,8 +55,8 @@ def main():
 `python benchmarks/first_run.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}): `fastif demo {' '.join(extra)}` run twice in one
 temporary `FASTIF_CACHE` — first with the cache empty (fine-tunes MiniLM's top layer on the 8,999 bundled MNLI pairs,
 accuracy on a seeded 1,000-row sample of dev-matched, builds the kNN index), then with the cache warm (loads the model,
-the prefix states and the index). {os.cpu_count()} CPU cores, **shared with other jobs** (load averages below); torch
-threads chosen by `fastif` from the idle cores (`default_threads`).
+the prefix states and the index). {os.cpu_count()} CPU cores, **shared with other jobs** (load averages below; they ran
+at `nice` 10 and 19, this benchmark at 0); torch threads as in the table (`--threads N`, or `default_threads()`: the idle cores).
 
 {table(fresh, warm)}
 The prefix pass over the training set runs once per cache: fine-tuning computes it inside `reuse_prefix` and saves it
