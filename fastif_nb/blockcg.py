@@ -13,11 +13,10 @@ from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
 from .hvp import data_hvp, _as_matrix
 from .errors import _check_number
-from .solvers import Solver
+from .solvers import Solver, problem_fingerprint
 
 # %% auto #0
-__all__ = ['hessian_operator', 'spectrum', 'deflation_preconditioner', 'block_cg', 'problem_fingerprint', 'hessian_subset',
-           'BlockCG']
+__all__ = ['hessian_operator', 'spectrum', 'deflation_preconditioner', 'block_cg', 'hessian_subset', 'BlockCG']
 
 # %% ../nbs/02b_block_cg.ipynb #f076b9c3
 def hessian_operator(task:ClassificationTask, # the task
@@ -122,21 +121,6 @@ def block_cg(matmat,               # function P [p, s] -> A P
         Z = precond(R)
         P = _orth(Z - P @ torch.linalg.solve(PtQ, Q.T @ Z))
     return X, torch.stack(trace).cpu()
-
-# %% ../nbs/02b_block_cg.ipynb #48970dfd
-def problem_fingerprint(task:ClassificationTask, # the task
-                        train,                   # training dataset
-                        n_probe:int=64,          # training items hashed (evenly spaced, plus the length)
-                       )->str:
-    "A short hash of the task's parameters, objective and training data (what H depends on)."
-    h = hashlib.blake2b(digest_size=10)
-    h.update(repr((type(task).__name__, task.names, task.weight_decay, len(train))).encode())
-    h.update(task.flat_params().detach().cpu().double().numpy().tobytes())
-    for i in np.unique(np.linspace(0, len(train) - 1, min(n_probe, len(train))).astype(int)):
-        b = task.batch(train, [int(i)])
-        for v in (b.values() if isinstance(b, dict) else b):
-            if isinstance(v, torch.Tensor): h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 # %% ../nbs/02b_block_cg.ipynb #e3d32595
 def hessian_subset(train,            # map-style training dataset

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .errors import InfluenceInputError, LiSSADivergedError, FastIFWarning, _check_number
 from .task import Task
 from .hvp import hvp, top_eigenvalue, HVP_METHODS, _batch_hvp
-from .solvers import Solver, _check_damping
+from .solvers import Solver, _check_damping, problem_fingerprint
 from .distributed import world, _attempt, _any_rank, _from_rank0
 
 # %% ../nbs/02a_lissa.ipynb #c9c52475
@@ -88,9 +88,12 @@ from fastcore.basics import patch
 
 @patch
 def resolve_scale(self:LiSSA, task:Task, train)->float:
-    "The scale to use: the given float, or an estimate from the top eigenvalue of sampled batch Hessians."
+    "The scale to use: the given float, or an estimate from the top eigenvalue of sampled batch Hessians (once per problem)."
     self.top_eigenvalue_ = None
     if self.scale != 'auto': self.scale_ = float(self.scale); return self.scale_
+    key = (problem_fingerprint(task, train), self.batch_size, self.seed, self.scale_batches, self.scale_margin, self.damping, self.hvp_method)
+    if getattr(self, '_scale_fit', (None,))[0] == key:  # the same problem and settings: reuse the estimate
+        _, self.top_eigenvalue_, self.scale_ = self._scale_fit; return self.scale_
     g, theta, tops = _stream(self.seed, -1), task.flat_params(), []
     for _ in range(self.scale_batches):
         b = task.batch(train, torch.randperm(len(train), generator=g)[:self.batch_size])
@@ -99,6 +102,7 @@ def resolve_scale(self:LiSSA, task:Task, train)->float:
     self.top_eigenvalue_ = max(abs(t) for t in tops)
     self.scale_ = self.scale_margin * (self.top_eigenvalue_ + max(self.damping, 0.0))
     if not self.scale_ > 0: raise InfluenceInputError("The estimated Hessian scale is 0: is the loss constant in these parameters?")
+    self._scale_fit = (key, self.top_eigenvalue_, self.scale_)
     return self.scale_
 
 # %% ../nbs/02a_lissa.ipynb #7e97a781
