@@ -173,7 +173,9 @@ def trust_report(fif,              # a `FastIF`
     if out_dir is not None:
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
         first = next((r['config'] for r in rows if r['stability'] is not None), None)
-        (out / 'trust.md').write_text("# Certificates and error bars (benchmarks/trust.py)\n\n" + cert.round(4).to_markdown(index=False)
-                                      + (f"\n\nError bars ({first}):\n\n" + bars.round(5).to_markdown(index=False) if bars is not None else '') + "\n")
+        short = None if bars is None else bars.assign(test=bars.test.str.slice(0, 50))
+        (out / 'trust.md').write_text("# Certificates and error bars (benchmarks/trust.py)\n\n" + cert.drop(columns='solver').round(4).to_markdown(index=False)
+                                      + "\n\nSolvers: " + '; '.join(f"{r['config']}: `{r['solver']}`" for r in rows)
+                                      + (f"\n\nError bars ({first}):\n\n" + short.round(5).to_markdown(index=False) if bars is not None else '') + "\n")
         (out / 'trust.json').write_text(json.dumps(rows, indent=1))
     return cert, bars
