@@ -13,7 +13,7 @@ from fastcore.basics import patch
 from .task import ClassificationTask, InfluenceInputError
 from .hvp import data_hvp, _as_matrix
 from .errors import _check_number
-from .solvers import Solver, problem_fingerprint
+from .solvers import Solver, problem_fingerprint, sampled_residual
 
 # %% auto #0
 __all__ = ['hessian_operator', 'spectrum', 'deflation_preconditioner', 'block_cg', 'hessian_subset', 'BlockCG']
@@ -207,7 +207,7 @@ def fit(self:BlockCG, task:ClassificationTask, # the task
 @patch
 def _solve(self:BlockCG, task, train, M, progress):
     self.fit(task, train)
-    train = hessian_subset(train, self.hessian_size, self.seed)
+    full, train = train, hessian_subset(train, self.hessian_size, self.seed)
     theta, lam = task.flat_params(), self.damping_
     self.hessian_size_, self.effective_damping_ = len(train), lam  # converged: the damping asked for is the damping got
     matmat = lambda P: data_hvp(task, train, P, self.batch_size, self.hvp_method) + lam * P
@@ -216,6 +216,7 @@ def _solve(self:BlockCG, task, train, M, progress):
     self.residuals_ = (M.to(theta) - matmat(X)).norm(dim=0).cpu() / M.norm(dim=0).clamp_min(1e-300).cpu().to(theta)
     self.residual_ = float(self.residuals_.max())
     self.iterations_, self.converged_ = len(self.trace_) - 1, bool((self.residuals_ <= self.tol * 1.01).all())
+    self.residual_all_ = self._residual_all(task, full, M.to(theta), X, lam) if len(train) < len(full) else self.residual_
     if not self.converged_: warnings.warn(
         f"BlockCG stopped after {self.iterations_} iterations at relative residual {self.residual_:.2e} > tol={self.tol:g}: "
         "raise maxiter, add eigenpairs (rank) to the preconditioner, or raise damping.")
@@ -225,3 +226,10 @@ def _solve(self:BlockCG, task, train, M, progress):
 def _certify(self:BlockCG, task, train, M, X):
     "Keep the true residual `_solve` measured from a fresh product (ranks that did not solve measure their own)."
     if getattr(self, 'residuals_', None) is None or len(self.residuals_) != M.shape[1]: Solver._certify(self, task, train, M, X)
+
+# %% ../nbs/02b_block_cg.ipynb #1e100b5f
+@patch
+def _residual_all(self:BlockCG, task, full, M, X, lam:float)->float:
+    "The relative residual of X in the system of all N examples, estimated on 1,024 of them (max of estimate and noise)."
+    est, noise = sampled_residual(task, full, M, X, lam, 1024, torch.Generator().manual_seed(self.seed + 1), self.hvp_method)
+    return float(torch.maximum(est, noise).max())

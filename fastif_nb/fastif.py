@@ -191,7 +191,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     else: r = _influence(self.task, self.train_cached, test_cached, solver or self.solver, cand, self.batch_size,
                          score_method, self.progress, uncertainty=uncertainty)
     return Explanation(r['scores'], r['indices'], self.train_cached, test, probs, target, k, time.perf_counter() - t0,
-                       **{c: r[c] for c in ('stderr', 'stability', 'residual', 'effective_damping')})
+                       **{c: r[c] for c in ('stderr', 'stability', 'residual', 'effective_damping', 'residual_all')})
 
 # %% ../nbs/07_fastif.ipynb #f2ded0db
 def _pack(cached:CachedDataset)->dict:
@@ -287,7 +287,7 @@ def to_dict(self:Explanation, n:int=5, # helpful and harmful training examples p
         item = lambda i, s: dict(train_index=i, influence=s, stderr=self._stderr_of(i, j), text=self.describe(i))
         out.append(dict(premise=t['text_a'], hypothesis=t.get('text_b'), target=names[int(self.target[j])],
                         predicted=names[int(self.probs[j].argmax())], probability=float(self.probs[j].max()), k=self.k,
-                        residual=self.residual, effective_damping=self.effective_damping,
+                        residual=self.residual, effective_damping=self.effective_damping, residual_all=self.residual_all,
                         stability=None if self.stability is None else float(self.stability[j]),
                         helpful=[item(i, s) for i, s in self.helpful(n, j)], harmful=[item(i, s) for i, s in self.harmful(n, j)]))
     return out
@@ -309,5 +309,7 @@ def show(self:Explanation, n:int=3, # helpful and harmful training examples per 
                 se = f" ± {e['stderr']:.1e}" if e['stderr'] is not None else ""
                 print(cut(f"      {e['influence']:+.3e}{se}  #{e['train_index']:<5} {e['text']}"))
     if self.residual is not None: print(f"(s_test solve: relative residual {self.residual:.3g}" + (
+        f"; ≈ {self.residual_all:.2g} in the system of all training examples (the Hessian was a subsample)"
+        if self.residual_all is not None and self.residual_all != self.residual else "") + (
         f", effective damping {self.effective_damping:.3g}" if self.effective_damping is not None else "") + ")")
     print(f"({len(self)} test examples explained in {self.seconds:.1f} s)")

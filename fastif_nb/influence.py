@@ -170,7 +170,8 @@ def _influence(task:Task, train, test, solver:Solver, candidates=None, batch_siz
         I, It = -D[:, :m].T, -D[:, m:].reshape(len(uniq), m, T).permute(1, 0, 2)
         if pos is not None: I, It = torch.gather(I, 1, pos.to(I.device)), torch.gather(It, 1, pos.to(I.device)[..., None].expand(-1, -1, T))
     out = dict(scores=I, indices=uniq if pos is None else cand2d, stderr=None, stability=None, dropped=dropped,
-               residual=getattr(solver, 'residual_', None), effective_damping=getattr(solver, 'effective_damping_', None))
+               residual=getattr(solver, 'residual_', None), effective_damping=getattr(solver, 'effective_damping_', None),
+               residual_all=getattr(solver, 'residual_all_', None))
     if T > 1: out.update(stderr=It.std(-1) / T ** 0.5, stability=_stability(It))
     return out
 
@@ -205,6 +206,7 @@ class InfluenceResult:
                  stability:torch.Tensor=None,   # [m] top-10 overlap between halves of the repetitions (see `_influence`)
                  residual:float=None,           # the solve's relative residual ‖(H+λI)x−v‖/‖v‖ (its certificate)
                  effective_damping:float=None,  # LiSSA: the smallest eigenvalue its truncated series inverts (scale/J)
+                 residual_all:float=None,       # a solve on a Hessian subsample: its residual in the all-N system (estimated)
                 ):
         s, idx = torch.as_tensor(scores).detach().cpu(), torch.as_tensor(indices).cpu()
         if s.ndim != 2: raise InfluenceInputError(f"scores must have shape [m, k]; got shape {tuple(s.shape)}.")
@@ -219,10 +221,12 @@ class InfluenceResult:
         self.stderr = None if stderr is None else torch.as_tensor(stderr).detach().cpu()
         self.stability = None if stability is None else torch.as_tensor(stability).detach().cpu()
         self.train, self.describe, self.residual, self.effective_damping = train, describe, residual, effective_damping
+        self.residual_all = residual_all
         self.test_names = test_names or [f'test {j}' for j in range(len(self.scores))]
     def __len__(self): return len(self.scores)
     def _head(self):
         cert = [f"solve residual {self.residual:.3g}"] if self.residual is not None else []
+        if self.residual_all is not None and self.residual_all != self.residual: cert.append(f"≈ {self.residual_all:.2g} on all N")
         if self.effective_damping is not None: cert.append(f"effective damping {self.effective_damping:.3g}")
         if self.stability is not None: cert.append(f"top-10 stability {self.stability.mean():.2f}")
         return f"{type(self).__name__}: {len(self)} test points × {self.scores.shape[1]} candidates" + (f" ({', '.join(cert)})" if cert else "")
@@ -283,4 +287,4 @@ def influence(task:Task, # model + parameters + objective
     "Influence of the candidate training points on each test point: the one entry point of the engine."
     r = _influence(task, train, test, solver, candidates, batch_size, score_method, progress, nonfinite, uncertainty)
     return InfluenceResult(r['scores'], r['indices'], train, stderr=r['stderr'], stability=r['stability'],
-                           residual=r['residual'], effective_damping=r['effective_damping'])
+                           residual=r['residual'], effective_damping=r['effective_damping'], residual_all=r['residual_all'])

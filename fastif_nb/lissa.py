@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .errors import InfluenceInputError, LiSSADivergedError, FastIFWarning, _check_number
 from .task import Task
 from .hvp import hvp, top_eigenvalue, HVP_METHODS, _batch_hvp
-from .solvers import Solver, _check_damping, problem_fingerprint
+from .solvers import Solver, _check_damping, problem_fingerprint, sampled_residual
 from .distributed import world, _attempt, _any_rank, _from_rank0
 
 # %% ../nbs/02a_lissa.ipynb #c9c52475
@@ -203,14 +203,7 @@ def _certify(self:LiSSA, task, train, M, X):
     if k == 0: self.residual_ = self.residuals_ = self.residual_noise_ = None; return
     if k >= n: super(LiSSA, self)._certify(task, train, M, X); self.residual_noise_ = 0.
     else:
-        K, g = 8, _stream(self.seed, -2)
-        S, Q = torch.zeros_like(M), M.new_zeros(M.shape[1])
-        for _ in range(K):
-            R = _batch_hvp(task, train, torch.randperm(n, generator=g)[:k // K], X, self.hvp_method) + self.damping * X - M
-            S += R; Q += (R * R).sum(0)
-        SS, vn = (S * S).sum(0), M.norm(dim=0).clamp_min(1e-30)
-        est = ((SS - Q) / (K * (K - 1))).clamp_min(0).sqrt() / vn        # unbiased for ‖r‖²: pairs of independent batches
-        noise = ((Q - SS / K) / (K * (K - 1))).clamp_min(0).sqrt() / vn  # standard error of the mean residual
+        est, noise = sampled_residual(task, train, M, X, self.damping, k, _stream(self.seed, -2), self.hvp_method)
         self.residual_noise_ = float(noise.max())
         self._set_residuals(torch.maximum(est, noise))
     self._warn_residual(n)

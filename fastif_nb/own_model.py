@@ -121,7 +121,7 @@ def to_frame(self:Explanation)->pd.DataFrame:
 
 def _settings_of(ex:Explanation, settings)->dict:
     "The settings stored with an explanation: the ones given, plus k, time and label names."
-    cert = dict(residual=ex.residual, effective_damping=ex.effective_damping,
+    cert = dict(residual=ex.residual, effective_damping=ex.effective_damping, residual_all=ex.residual_all,
                 stability=None if ex.stability is None else ex.stability.tolist())  # the solve's certificate and error bars
     return {**(settings or getattr(ex, 'settings', None) or {}), 'k': ex.k, 'seconds': ex.seconds, 'label_names': ex.label_names, **cert}
 
@@ -184,7 +184,7 @@ def load(cls:Explanation, path)->Explanation:
     se = [err[g.index].tolist() for g in per] if err is not None and err.notna().all() else None
     ex = cls(scores, indices, SimpleNamespace(source=_Rows(rows, names)), test, probs, torch.tensor([names.index(t) for t in tests.target]),
              meta.get('k'), meta.get('seconds', 0.0), stderr=None if se is None else torch.tensor(se, dtype=torch.float32),
-             residual=meta.get('residual'), effective_damping=meta.get('effective_damping'),
+             residual=meta.get('residual'), effective_damping=meta.get('effective_damping'), residual_all=meta.get('residual_all'),
              stability=None if meta.get('stability') is None else torch.tensor(meta['stability']))
-    ex.settings = {k: v for k, v in meta.items() if k not in ('k', 'seconds', 'label_names', 'residual', 'effective_damping', 'stability')}
+    ex.settings = {k: v for k, v in meta.items() if k not in ('k', 'seconds', 'label_names', 'residual', 'effective_damping', 'residual_all', 'stability')}
     return ex

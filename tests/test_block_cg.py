@@ -125,3 +125,19 @@ def test_not_converged_warns_and_bad_args(prob):
     for kw, msg in ((dict(damping=-1), 'damping must be'), (dict(damping='big'), 'damping must be'),
                     (dict(rank=-1), 'rank >= 0'), (dict(tol=0), 'tol > 0')):
         with pytest.raises(InfluenceInputError, match=msg): BlockCG(**kw)
+
+def test_hessian_subsample_and_its_all_n_residual():
+    "hessian_size < N: exact for the subsample's system; residual_all_ estimates the all-N residual within a factor 2."
+    task, train = mlp(N=400)
+    H = Exact(batch_size=1000).hessian(task, train)
+    V = torch.randn(task.n_params, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    sub = BlockCG(damping=1.0, tol=1e-10, hessian_size=60, progress=False)
+    X = sub.solve(task, train, V, progress=False)
+    A = H + torch.eye(len(H), dtype=H.dtype)                                     # the all-N system (damping 1)
+    exact = ((A @ X - V).norm(dim=0) / V.norm(dim=0)).max().item()
+    assert sub.residual_ <= 1e-9 and sub.hessian_size_ == 60 and exact > 1e-3     # solved its own system, not all N's
+    assert exact / 2 <= sub.residual_all_ <= 2 * exact
+    full = BlockCG(damping=1.0, tol=1e-10, progress=False); full.solve(task, train, V, progress=False)
+    assert full.residual_all_ == full.residual_ and full.hessian_size_ == 400
+    res = influence(task, train, train[:2], sub, candidates=[0, 1, 2], progress=False)
+    assert res.residual_all == sub.residual_all_ and 'on all N' in repr(res)
