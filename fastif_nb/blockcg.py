@@ -148,6 +148,7 @@ class BlockCG(Solver):
                  fit_tol:float=1e-3,        # relative accuracy of the Lanczos eigenvalues
                  fit_maxiter:int=30,        # Lanczos restarts
                  hessian_size:int=None,     # H over a seeded random subsample of this many training examples (None: all)
+                 fit_size:int=None,         # fit λ_min and eigenpairs on a seeded subsample of this many (None: the Hessian set)
                  cache_dir=None,            # folder for the fitted spectrum (None: in memory only)
                  progress:bool=True,        # progress bars
                  seed:int=0):               # seed of the Lanczos start vectors and of the subsample
@@ -156,6 +157,8 @@ class BlockCG(Solver):
         if rank < 0 or maxiter < 1 or not tol > 0: raise InfluenceInputError(
             f"Need rank >= 0, maxiter >= 1 and tol > 0; got {rank}, {maxiter}, {tol}.")
         if hessian_size is not None: hessian_size = _check_number('hessian_size', hessian_size, int, 1, hint="Pass None for all examples.")
+        if fit_size is not None: fit_size = _check_number('fit_size', fit_size, int, 2, hint="Pass None to fit on the Hessian set.")
+        self.fit_size = fit_size
         self.damping, self.tol, self.maxiter, self.rank, self.batch_size, self.hvp_method = damping, tol, maxiter, rank, batch_size, hvp_method
         self.margin, self.floor, self.fit_tol, self.fit_maxiter, self.cache_dir = margin, floor, fit_tol, fit_maxiter, cache_dir
         self.progress, self.seed, self.fit_, self.hessian_size = progress, seed, None, hessian_size
@@ -183,7 +186,7 @@ def fit(self:BlockCG, task:ClassificationTask, # the task
         force:bool=False,                       # recompute even if a fit for this problem is cached
        )->BlockCG:
     "Compute (or load) λ_min, the damping and the top eigenpairs for this model and data, once."
-    train = hessian_subset(train, self.hessian_size, self.seed)
+    train = hessian_subset(train, self.fit_size or self.hessian_size, self.seed)
     key = self._fit_key(task, train)
     if not force and self.fit_ is not None and self.fit_['key'] == key: return self
     path = Path(self.cache_dir) / f'blockcg-{key}.pt' if self.cache_dir else None

@@ -48,8 +48,8 @@ def _solver_args(p:argparse.ArgumentParser):
     g.add_argument('-n', '--n', '--top', dest='n', type=int, default=3, metavar='N', help='how many helpful and harmful examples to show (default 3)')
     g.add_argument('--solver', choices=('blockcg', 'lissa'), default='blockcg',
                    help='inverse-HVP: converged block CG (default) or the paper\'s LiSSA (faster per step, approximate)')
-    g.add_argument('--hessian-size', type=int, default=1000, metavar='N', help='block CG: H over a seeded random N training '
-                   'examples (default 1000); 0 = all')
+    g.add_argument('--hessian-size', type=int, default=0, metavar='N', help='block CG: H over a seeded random N training '
+                   'examples (cheaper, less faithful; the residual on all N is reported); default 0 = all')
     g.add_argument('--tol', type=float, default=1e-3, help='block CG: relative residual to reach (default 1e-3)')
     g.add_argument('--depth', type=int, default=None, metavar='J', help='LiSSA recursion depth (default 1000)')
     g.add_argument('--batch-size', type=int, default=None, metavar='B', help='LiSSA Hessian batch size (default 1, as FastIF)')
@@ -74,8 +74,8 @@ def parser()->argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     d = sub.add_parser('demo', help='fine-tune/load the model, index the data, explain dev-matched and HANS examples it gets wrong')
     _common(d); _solver_args(d)
-    d.add_argument('--n-dev', type=int, default=2, help='wrong dev-matched examples to explain (default 2)')
-    d.add_argument('--n-hans', type=int, default=2, help='wrong HANS examples to explain (default 2; needs --num-labels 2)')
+    d.add_argument('--n-dev', type=int, default=1, help='wrong dev-matched examples to explain (default 1)')
+    d.add_argument('--n-hans', type=int, default=1, help='wrong HANS examples to explain (default 1; needs --num-labels 2)')
     d.add_argument('--eval-rows', type=int, default=1000, help='dev-matched rows (seeded sample) for the accuracy of a newly trained model (default 1000; `fastif train` uses all)')
     d.add_argument('--timings', metavar='FILE', help='write the seconds of each stage to FILE (JSON)')
     t = sub.add_parser('train', help='fine-tune the classifier on the bundled MNLI sample (cached) and report dev accuracy'); _common(t)
