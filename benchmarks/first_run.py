@@ -54,7 +54,7 @@ def main():
 
 `python benchmarks/first_run.py` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}): `fastif demo {' '.join(extra)}` run twice in one
 temporary `FASTIF_CACHE` — first with the cache empty (fine-tunes MiniLM's top layer on the 8,999 bundled MNLI pairs,
-accuracy on a seeded 1,000-row sample of dev-matched, builds the kNN index), then with the cache warm (loads the model,
+accuracy on a seeded {fresh['stages'].get('n_dev', 0):,}-row sample of dev-matched, builds the kNN index), then with the cache warm (loads the model,
 the prefix states and the index). {os.cpu_count()} CPU cores, **shared with other jobs** (load averages below; they ran
 at `nice` 10 and 19, this benchmark at 0); torch threads as in the table (`--threads N`, or `default_threads()`: the idle cores).
 

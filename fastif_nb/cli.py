@@ -76,7 +76,7 @@ def parser()->argparse.ArgumentParser:
     _common(d); _solver_args(d)
     d.add_argument('--n-dev', type=int, default=1, help='wrong dev-matched examples to explain (default 1)')
     d.add_argument('--n-hans', type=int, default=1, help='wrong HANS examples to explain (default 1; needs --num-labels 2)')
-    d.add_argument('--eval-rows', type=int, default=1000, help='dev-matched rows (seeded sample) for the accuracy of a newly trained model (default 1000; `fastif train` uses all)')
+    d.add_argument('--eval-rows', type=int, default=500, help='dev-matched rows (seeded sample) for the accuracy of a newly trained model (default 500; `fastif train` uses all)')
     d.add_argument('--timings', metavar='FILE', help='write the seconds of each stage to FILE (JSON)')
     t = sub.add_parser('train', help='fine-tune the classifier on the bundled MNLI sample (cached) and report dev accuracy'); _common(t)
     t.add_argument('--n-dev', type=int, default=None, help='evaluate on the first N dev-matched pairs (default all 9,815)')
