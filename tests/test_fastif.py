@@ -11,7 +11,7 @@ def close(a, b):
     torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-5 * b.scores.abs().max().item())
 
 def test_parallel_explain_equals_serial_on_one_persistent_pool(tiny):
-    "explain(workers=2) twice (different test points) == serial twice, on the same 2 processes; Full on it too."
+    "explain(workers=2) twice (different test points) == serial twice (scores and error bars), on the same 2 processes; Full too."
     model, tok = tiny
     fif = FastIF(model, tok, load_mnli('train').subset(range(120)), n_frozen_layers=2, progress=False,
                  solver=LiSSA(depth=30, batch_size=2, repeats=3, damping=0.1, scale=10., seed=5))
@@ -24,6 +24,8 @@ def test_parallel_explain_equals_serial_on_one_persistent_pool(tiny):
         par.append(fif.explain(pts[1], k=25, workers=2))
         for s, p in zip(serial, par):
             assert torch.equal(s.indices, p.indices); close(p, s)
+            assert (s.stderr > 0).all()  # T = 3 repetitions split 2 + 1 over the ranks: the same error bars and stability
+            torch.testing.assert_close(p.stderr, s.stderr, rtol=1e-5, atol=1e-9); torch.testing.assert_close(p.stability, s.stability)
         assert fif.pool(2) is pool and pool.pids == pids and pool.jobs == 2 and pool.alive
         close(fif.explain(dev, k=None, workers=2), fif.explain(dev, k=None))
         assert fif.pool(2) is pool and pool.jobs == 3
