@@ -183,6 +183,7 @@ def _at_indices(e:NonFiniteError, idxs, what='training')->NonFiniteError:
     idxs = [int(i) for i in idxs]; bad = [idxs[p] for p in e.positions]
     return NonFiniteError(_nonfinite_message('loss', bad, f'{what} indices'), bad)
 
+# %% ../nbs/00_task.ipynb #f2742f2b
 @patch
 def reg(self:Task, flat:torch.Tensor)->torch.Tensor:
     "The weight-decay term `weight_decay·Σθ²` over decayed parameters."

@@ -18,7 +18,7 @@ from ..task import ClassificationTask, InfluenceInputError, _split_batch
 from ..solvers import CG
 from .retrain import relative_residual as column_residuals
 from ..influence import score_candidates
-from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_layers, _run_layers, _attn_mask
+from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_layers
 from ..text import length_sorted_batches
 from ..text import tokenize
 
@@ -258,12 +258,11 @@ def plot_history(history:pd.DataFrame, # stacked histories (`compare_strategies`
 # %% ../../nbs/12_correct.ipynb #2fd45b55
 def _final_cls(model, cached:CachedDataset, batch_size:int)->list:
     "Final [CLS] state [1, d] of every cached example, running the encoder layers above the cache."
-    top = TopLayers(model, cached.n_frozen_layers)
-    layers, out = getattr(top, top._name).encoder.layer.values(), [None] * len(cached)
+    top, out = TopLayers(model, cached.n_frozen_layers), [None] * len(cached)
     with torch.no_grad():
         for idx in length_sorted_batches(cached.lengths, batch_size):
             b = cached.collate([cached[i] for i in idx])
-            h = _run_layers(layers, b['hidden_states'], _attn_mask(top.config, b['hidden_states'], b['attention_mask']))
+            h = top.hidden(b['hidden_states'], b['attention_mask'])
             for j, i in enumerate(idx): out[i] = h[j, :1].clone()
     return out
 
