@@ -46,30 +46,17 @@ def shard_range(n:int, rank:int, world:int)->tuple:
     start = rank * q + min(rank, r)
     return start, start + q + (rank < r)
 
-# %% ../nbs/01a_distributed.ipynb #bc6e4641
-def _comm(t:torch.Tensor)->torch.Tensor:
-    "`t` on the device the backend's collectives need."
-    return t.to(rank_device()) if dist.get_backend() == 'nccl' else t.cpu()
-
-def _attempt(f, *args):
-    "(f(*args), None), or (None, the exception) if it raised."
-    try: return f(*args), None
-    except Exception as e: return None, e
-
-def _raise_failed(flags, err, what:str):
-    "Raise this rank's own error (a re-raise), or a `PeerError` naming the ranks whose flag is set."
-    if err is not None: raise err
-    if bad := [r for r, f in enumerate(flags.tolist()) if f]:
-        raise PeerError(f"Rank(s) {bad} failed during {what}; their own error says why. This rank stopped too, so nothing hangs.")
-
 # %% ../nbs/01a_distributed.ipynb #0d7c0c48
 def _sync_sum(part:torch.Tensor, err=None, fp=(), what:str='a collective')->torch.Tensor:
     "All-reduce (sum) `part` with every rank's error flag and fingerprint `fp`: every rank raises if any failed or differs."
     (rank, W), n = world(), part.numel()
     extra = torch.zeros(W, 1 + len(fp), dtype=torch.float64); extra[rank] = torch.tensor([float(err is not None), *fp])
-    buf = _comm(torch.cat([part.reshape(-1), extra.to(part).reshape(-1)])); dist.all_reduce(buf)
+    buf = torch.cat([part.reshape(-1), extra.to(part).reshape(-1)])
+    buf = buf.to(rank_device()) if dist.get_backend() == 'nccl' else buf.cpu(); dist.all_reduce(buf)  # nccl reduces on the GPU
     extra = buf[n:].reshape(W, -1).cpu(); fps = extra[:, 1:]
-    _raise_failed(extra[:, 0], err, what)
+    if err is not None: raise err  # this rank's own error, after every rank has seen its flag
+    if bad := [r for r, f in enumerate(extra[:, 0].tolist()) if f]:
+        raise PeerError(f"Rank(s) {bad} failed during {what}; their own error says why. This rank stopped too, so nothing hangs.")
     if len(fp) and not torch.allclose(fps, fps[:1].expand_as(fps), rtol=1e-4, atol=1e-6 * float(fps.abs().max())): raise WorkerError(
         f"Ranks hold different parameters or test data (fingerprints per rank: {fps.tolist()}). Every rank must build "
         "the same model and data: load them from disk or seed every random step of the builder.")
@@ -90,3 +77,8 @@ def _gather_rows(D, n:int, lo:int, like:torch.Tensor, err, what:str)->torch.Tens
     full = like.new_zeros(n, like.shape[1])
     if err is None: full[lo:lo + len(D)] = D
     return _sync_sum(full, err, (), what)
+
+def _attempt(f, *args):
+    "(f(*args), None), or (None, the exception) if it raised: a failing rank still enters the next collective."
+    try: return f(*args), None
+    except Exception as e: return None, e
