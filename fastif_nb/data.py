@@ -27,6 +27,7 @@ _ALIASES = {"e": "entailment", "n": "neutral", "c": "contradiction",
             "not_entailment": "non-entailment", "non_entailment": "non-entailment"}
 _UNLABELED = (-1, "-1", "-")
 
+# %% ../nbs/04_data.ipynb #c9c41c69
 def _label_lookup(label_names:list)->dict:
     "Map lower-cased names and aliases to label ids."
     look = {str(n).lower(): i for i, n in enumerate(label_names)}
@@ -78,6 +79,7 @@ def _short(s, n=60):
     "`s` cut to `n` characters."
     return s if s is None or len(s) <= n else s[:n-1] + "…"
 
+# %% ../nbs/04_data.ipynb #d5255868
 class TextPairDataset(Dataset):
     "Map-style dataset of text pairs (or single texts) with int labels and optional extra columns."
     def __init__(self,
@@ -101,11 +103,15 @@ class TextPairDataset(Dataset):
         _check_texts(self.texts_a, "text_a")
         if self.texts_b is not None: _check_texts(self.texts_b, "text_b")
 
-    def __len__(self): return len(self.texts_a)
-    def __getitem__(self, i):
-        i = operator.index(i)
-        return {"text_a": self.texts_a[i], "text_b": None if self.texts_b is None else self.texts_b[i],
-                "label": self.labels[i], **{k: v[i] for k, v in self.extra.items()}}
+# %% ../nbs/04_data.ipynb #5a824a59
+@patch
+def __len__(self:TextPairDataset): return len(self.texts_a)
+
+@patch
+def __getitem__(self:TextPairDataset, i):
+    i = operator.index(i)
+    return {"text_a": self.texts_a[i], "text_b": None if self.texts_b is None else self.texts_b[i],
+            "label": self.labels[i], **{k: v[i] for k, v in self.extra.items()}}
 
 # %% ../nbs/04_data.ipynb #d556d1d9
 @patch
@@ -121,6 +127,7 @@ def to_pandas(self:TextPairDataset)->pd.DataFrame:
          "label": self.labels, "label_name": [self.label_names[l] for l in self.labels], **self.extra}
     return pd.DataFrame(d)
 
+# %% ../nbs/04_data.ipynb #11c286db
 @patch
 def subset(self:TextPairDataset, indices)->TextPairDataset:
     "A new dataset with the rows at `indices` (ints, or a boolean mask of length `len(self)`)."
@@ -135,6 +142,7 @@ def subset(self:TextPairDataset, indices)->TextPairDataset:
     return TextPairDataset(pick(self.texts_a), None if self.texts_b is None else pick(self.texts_b), pick(self.labels),
                            self.label_names, {k: pick(v) for k, v in self.extra.items()}, self.name)
 
+# %% ../nbs/04_data.ipynb #1d2fe55c
 def _ds_header(self)->str:
     "One line: name, size, label counts and extra columns."
     kind = "pairs" if self.texts_b is not None else "texts"
@@ -227,6 +235,7 @@ def read_hans_tsv(path:str|Path=None,  # a HANS TSV file (default: the 30 real r
         raise InfluenceInputError(f"{path} is not a HANS TSV: columns {missing} are missing (found {list(df.columns)[:6]}...).")
     return df
 
+# %% ../nbs/04_data.ipynb #0bf4cbab
 def hans_dataset(df:pd.DataFrame,   # HANS rows: gold_label, sentence1, sentence2, heuristic, subcase (+ pairID, template)
                  num_labels:int=2,  # HANS gold labels are 2-way: entailment / non-entailment
                  name:str="HANS",   # shown in the repr
@@ -278,6 +287,7 @@ def _is_hf(obj)->bool:
     "Does `obj` look like a Hugging Face `datasets.Dataset`?"
     return not isinstance(obj, pd.DataFrame) and hasattr(obj, "column_names") and hasattr(obj, "features")
 
+# %% ../nbs/04_data.ipynb #8311475e
 def _columns_of(obj)->tuple:
     "The column names of `obj`, a function giving one column as a list, and whether rows were tuples."
     if _is_hf(obj):

@@ -8,8 +8,7 @@ __all__ = ['world', 'rank_device', 'default_backend', 'init_from_env', 'shard_ra
 # %% ../nbs/01a_distributed.ipynb #3bc0fd0e
 import os
 from datetime import timedelta
-import torch
-import torch.distributed as dist
+import torch, torch.distributed as dist
 from .errors import InfluenceInputError, WorkerError, PeerError
 
 # %% ../nbs/01a_distributed.ipynb #d7dfac04
@@ -19,25 +18,25 @@ def world()->tuple:
 
 def rank_device()->torch.device:
     "This rank's device: cuda:LOCAL_RANK under the nccl backend, else the CPU."
-    if dist.is_initialized() and dist.get_backend() == 'nccl': return torch.device('cuda', torch.cuda.current_device())
-    return torch.device('cpu')
+    nccl = dist.is_initialized() and dist.get_backend() == 'nccl'
+    return torch.device('cuda', torch.cuda.current_device()) if nccl else torch.device('cpu')
 
 def default_backend(local_world:int=1)->str:
     "'nccl' when there is a GPU for each local rank, else 'gloo'."
     return 'nccl' if torch.cuda.is_available() and torch.cuda.device_count() >= local_world else 'gloo'
 
+# %% ../nbs/01a_distributed.ipynb #9f725783
 def init_from_env(backend:str=None,       # 'gloo', 'nccl' or None (nccl if every local rank has a GPU)
                   timeout:float=1800.,    # seconds any collective may wait for the other ranks
                  )->torch.device:         # where this rank's model should live
     "Join the process group described by torchrun's environment variables (no-op if already joined)."
-    missing = [k for k in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE') if k not in os.environ]
-    if missing and not dist.is_initialized(): raise InfluenceInputError(
+    if dist.is_initialized(): return rank_device()
+    if missing := [k for k in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE') if k not in os.environ]: raise InfluenceInputError(
         f"Environment variables {missing} are not set, so there is no process group to join. Launch with torchrun "
         "(which sets them), or use fastif_nb.parallel.WorkerPool, which starts the workers for you.")
-    if not dist.is_initialized():
-        backend = backend or default_backend(int(os.environ.get('LOCAL_WORLD_SIZE', os.environ['WORLD_SIZE'])))
-        if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-        dist.init_process_group(backend, init_method='env://', timeout=timedelta(seconds=timeout))
+    backend = backend or default_backend(int(os.environ.get('LOCAL_WORLD_SIZE', os.environ['WORLD_SIZE'])))
+    if backend == 'nccl': torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+    dist.init_process_group(backend, init_method='env://', timeout=timedelta(seconds=timeout))
     return rank_device()
 
 # %% ../nbs/01a_distributed.ipynb #f803ef93
@@ -47,64 +46,39 @@ def shard_range(n:int, rank:int, world:int)->tuple:
     start = rank * q + min(rank, r)
     return start, start + q + (rank < r)
 
-# %% ../nbs/01a_distributed.ipynb #bc6e4641
-def _comm(t:torch.Tensor)->torch.Tensor:
-    "`t` on the device the backend's collectives need."
-    return t.to(rank_device()) if dist.get_backend() == 'nccl' else t.cpu()
-
-def _attempt(f, *args):
-    "(f(*args), None), or (None, the exception) if it raised."
-    try: return f(*args), None
-    except Exception as e: return None, e
-
-def _raise_failed(flags, err, what:str):
-    "Raise this rank's own error (a re-raise), or a `PeerError` naming the ranks whose flag is set."
-    if err is not None: raise err
-    bad = [r for r, f in enumerate(flags.tolist()) if f]
-    if bad: raise PeerError(f"Rank(s) {bad} failed during {what}; their own error says why. This rank stopped too, so nothing hangs.")
+# %% ../nbs/01a_distributed.ipynb #0d7c0c48
+def _sync_sum(part:torch.Tensor, err=None, fp=(), what:str='a collective')->torch.Tensor:
+    "All-reduce (sum) `part` with every rank's error flag and fingerprint `fp`: every rank raises if any failed or differs."
+    (rank, W), n = world(), part.numel()
+    extra = torch.zeros(W, 1 + len(fp), dtype=torch.float64); extra[rank] = torch.tensor([float(err is not None), *fp])
+    buf = torch.cat([part.reshape(-1), extra.to(part).reshape(-1)])
+    buf = buf.to(rank_device()) if dist.get_backend() == 'nccl' else buf.cpu(); dist.all_reduce(buf)  # nccl reduces on the GPU
+    extra = buf[n:].reshape(W, -1).cpu(); fps = extra[:, 1:]
+    if err is not None: raise err  # this rank's own error, after every rank has seen its flag
+    if bad := [r for r, f in enumerate(extra[:, 0].tolist()) if f]:
+        raise PeerError(f"Rank(s) {bad} failed during {what}; their own error says why. This rank stopped too, so nothing hangs.")
+    if len(fp) and not torch.allclose(fps, fps[:1].expand_as(fps), rtol=1e-4, atol=1e-6 * float(fps.abs().max())): raise WorkerError(
+        f"Ranks hold different parameters or test data (fingerprints per rank: {fps.tolist()}). Every rank must build "
+        "the same model and data: load them from disk or seed every random step of the builder.")
+    return buf[:n].reshape(part.shape).to(part.device)
 
 def _any_rank(flag:bool)->bool:
     "True on every rank if `flag` is true on any rank (no communication outside a group)."
-    if world()[1] == 1: return bool(flag)
-    t = _comm(torch.tensor([float(flag)], dtype=torch.float64)); dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-def _from_rank0(values:list, err, what:str)->list:
-    "Rank 0's `values` (floats) and error flag, broadcast to every rank."
-    buf = _comm(torch.tensor([*values, float(err is not None)], dtype=torch.float64)); dist.broadcast(buf, src=0)
-    buf = buf.cpu(); _raise_failed(buf[-1:], err, what)
-    return buf[:-1].tolist()
+    return bool(flag) if world()[1] == 1 else bool(_sync_sum(torch.tensor([float(flag)], dtype=torch.float64)).item())
 
 # %% ../nbs/01a_distributed.ipynb #a97a2cb9
 def _fingerprint(task, V)->list:
     "A few numbers that differ when ranks hold different parameters or right-hand sides."
-    th = task.flat_params().double()
-    fp = [th.sum().item(), th.abs().sum().item()]
-    return fp + ([V.double().sum().item(), V.double().abs().sum().item()] if V is not None else [0., 0.])
+    ts = [task.flat_params().double(), V.double() if V is not None else torch.zeros(1, dtype=torch.float64)]
+    return [f for t in ts for f in (t.sum().item(), t.abs().sum().item())]
 
-def _sync_sum(part:torch.Tensor, err, fp:list, what:str)->torch.Tensor:
-    "All-reduce (sum) `part` with every rank's error flag and fingerprint: the single synchronisation point."
-    rank, W = world()
-    extra = torch.zeros(W, 1 + len(fp), dtype=part.dtype)
-    extra[rank, 0] = float(err is not None); extra[rank, 1:] = torch.tensor(fp, dtype=torch.float64).to(part.dtype)
-    buf = _comm(torch.cat([part.reshape(-1), extra.to(part.device).reshape(-1)]))
-    dist.all_reduce(buf)
-    extra = buf[part.numel():].reshape(W, -1).cpu()
-    _raise_failed(extra[:, 0], err, what)
-    fps = extra[:, 1:]
-    if not torch.allclose(fps, fps[:1].expand_as(fps), rtol=1e-4, atol=1e-6 * float(fps.abs().max())): raise WorkerError(
-        f"Ranks hold different parameters or test data (fingerprints per rank: {fps.tolist()}). Every rank must build "
-        "the same model and data: load them from disk or seed every random step of the builder.")
-    return buf[:part.numel()].reshape(part.shape).to(part.device)
+def _gather_rows(D, n:int, lo:int, like:torch.Tensor, err, what:str)->torch.Tensor:
+    "Every rank's shard `D` (rows lo:lo+len(D) of `n`) in candidate order on every rank: one sum of zero-padded blocks."
+    full = like.new_zeros(n, like.shape[1])
+    if err is None: full[lo:lo + len(D)] = D
+    return _sync_sum(full, err, (), what)
 
-def _gather_rows(D, n:int, m:int, like:torch.Tensor, err, what:str)->torch.Tensor:
-    "All-gather every rank's shard ([n_r, m] of `n` rows, padded) plus its error flag; rows back in candidate order."
-    W = world()[1]
-    sizes = [hi - lo for lo, hi in (shard_range(n, r, W) for r in range(W))]
-    buf = like.new_zeros(sizes[0] + 1, m)
-    if err is None: buf[:len(D)] = D
-    buf[-1, 0] = float(err is not None)
-    buf = _comm(buf); out = [torch.empty_like(buf) for _ in range(W)]
-    dist.all_gather(out, buf)
-    _raise_failed(torch.stack([o[-1, 0] for o in out]).cpu(), err, what)
-    return torch.cat([o[:s] for o, s in zip(out, sizes)]).to(like.device)
+def _attempt(f, *args):
+    "(f(*args), None), or (None, the exception) if it raised: a failing rank still enters the next collective."
+    try: return f(*args), None
+    except Exception as e: return None, e

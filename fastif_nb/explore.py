@@ -127,6 +127,7 @@ def predictions(self:Explorer, split:str)->dict:
             self._preds[split] = out
         return self._preds[split]
 
+# %% ../nbs/13_explore.ipynb #9903ad61
 @patch
 def rows(self:Explorer, split:str,   # evaluation set
          slice:str='all',             # 'all', a heuristic or a subcase (see `slices`)
@@ -162,6 +163,7 @@ def free_text(self:Explorer, premise:str, hypothesis:str, label=None)->Example:
     if n > limit: raise ExploreInputError(f"The pair is {n} tokens long but the model reads at most {limit}: shorten the premise or the hypothesis.")
     return Example(premise, hypothesis, label, 'free text')
 
+# %% ../nbs/13_explore.ipynb #34ad0ad2
 @patch
 def describe(self:Explorer, example:Example, probs=None)->dict:
     "The model's prediction on `example` (or from its `probs`): label names, probabilities, predicted and gold label, correct or not."
@@ -195,6 +197,7 @@ class RunControl:
         self.done, self.total = self.done + n, total or 0
         if self.on_progress is not None: self.on_progress(self.stage, self.done, self.total)
 
+# %% ../nbs/13_explore.ipynb #a8dd69b9
 class _Tracked:
     "A tqdm bar that also reports to the thread's `RunControl`."
     def __init__(self, bar, control, desc, total): self._bar, self._c, self._desc, self._total = bar, control, desc, total
@@ -287,6 +290,7 @@ def _recall(self:Explorer, r:Result)->float:
     m = min(10, r.n_train)
     return float(knn_recall(r.explanation.indices[0], full.explanation.scores[0], m, 'abs'))
 
+# %% ../nbs/13_explore.ipynb #82f35840
 @patch
 def run(self:Explorer, example:Example,    # the test example
         settings:Settings=None,            # the run's settings (default: `defaults`)
@@ -310,6 +314,7 @@ def run(self:Explorer, example:Example,    # the test example
     r.recall = self._recall(r)
     return r
 
+# %% ../nbs/13_explore.ipynb #9a1bfaa8
 @patch
 def _solver(self:Explorer, settings:Settings)->LiSSA:
     "The LiSSA of `settings`; with scale='auto' on one process, its scale estimate is computed once per (B, λ, seed) and reused."
@@ -328,7 +333,7 @@ def _solver(self:Explorer, settings:Settings)->LiSSA:
 def _stop_pool(self:Explorer):
     "Stop the worker processes of a running parallel explain (Cancel with workers > 1); the next run starts new ones."
     p = getattr(self.fif, '_pool', None)
-    if p is not None: p._close('cancelled in the explorer', kill=True)
+    if p is not None: p.close('cancelled in the explorer', kill=True)
 
 # %% ../nbs/13_explore.ipynb #471c4da5
 @patch
@@ -341,6 +346,7 @@ def neighbours(self:Explorer, i:int, n:int=5)->list:
     D, I = self.fif.index.search(q, min(n + 1, len(tc)))
     return [(int(j), float(d)) for j, d in zip(I[0], D[0]) if j != i][:n]
 
+# %% ../nbs/13_explore.ipynb #79cedcf9
 @patch
 def as_test(self:Explorer, i:int)->Example:
     "Training example i as a test example, with its gold label."

@@ -35,6 +35,7 @@ def bars_png(r:Result)->str:
     ax.set_title(f"loss at “{_target(r)}”" + (' (±1 s.e.)' if err else ''), fontsize=9)
     return _png(fig)
 
+# %% ../nbs/13a_explore_app.ipynb #a6f95039
 def trace_png(r:Result)->str:
     "The LiSSA convergence trace: mean ‖h_j‖/scale per step for each repetition (flat = converged)."
     if not r.trace: return '<p><i>No LiSSA trace (the repetitions ran on worker processes).</i></p>'
@@ -61,6 +62,7 @@ def example_html(e:Example, pred:dict)->str:
             f'<b>Hypothesis:</b> {_esc(e.hypothesis)}<br>Model predicts <b>{_esc(pred["predicted"])}</b>{gold}{verdict}<br>'
             f'<small>probabilities: {probs}</small></div>')
 
+# %% ../nbs/13a_explore_app.ipynb #fcb764e0
 def summary_html(r:Result)->str:
     "The sign of the scores in words, and the run's numbers (candidates, solver, time, residual, recall)."
     s, tgt = r.settings, _esc(_target(r))
@@ -166,6 +168,7 @@ def _say(self:ExplorerUI, text:str='', kind:str='info'):
     style = dict(error='background:#fdecea;color:#b71c1c;border:1px solid #f5c2c0', info='color:#444', ok='color:#2e7d32')[kind]
     self.message.value = '' if not text else f'<div class="fastif-{kind}" style="padding:6px;border-radius:4px;{style}">{_esc(text)}</div>'
 
+# %% ../nbs/13a_explore_app.ipynb #71f17a1a
 @patch
 def _guard(self:ExplorerUI, fn):
     "Run an event handler; bad input and unexpected errors become a message, never a traceback."
@@ -212,6 +215,7 @@ def _on_loaded(self:ExplorerUI, job:Job):
     self.attach(job.result)
     self._say('Ready: pick a test example and press Run.', 'ok')
 
+# %% ../nbs/13a_explore_app.ipynb #c28a35a0
 @patch
 def _on_split(self:ExplorerUI):
     "A new set: refresh its slices and rows."
@@ -255,6 +259,7 @@ def settings(self:ExplorerUI)->Settings:
     return Settings(k=self.k.value, depth=self.depth.value, batch_size=self.batch.value, repeats=self.repeats.value,
                     damping=float(self.damping.value), scale=scale, workers=self.workers.value, top=self.top.value)
 
+# %% ../nbs/13a_explore_app.ipynb #b7e6cc3a
 @patch
 def select(self:ExplorerUI, e:Example):
     "Make `e` the test example: show its prediction, and its result if one is cached for the current settings."
@@ -294,6 +299,7 @@ def cancel(self:ExplorerUI):
     "Stop the running job at its next step."
     if self.job is not None and not self.job.done: self.job.cancel(); self.progress_label.value = '<small>cancelling…</small>'
 
+# %% ../nbs/13a_explore_app.ipynb #4726b105
 @patch
 def _on_done(self:ExplorerUI, job:Job):
     "A run ended: show its result, or say it was cancelled or why it failed."
@@ -330,6 +336,7 @@ def show(self:ExplorerUI, r:Result):
     self.results.children = rows
     self.back_btn.disabled = len(self.history) < 2
 
+# %% ../nbs/13a_explore_app.ipynb #df2ae3ea
 @patch
 def show_train(self:ExplorerUI, i:int):
     "The training-example panel: texts, label, the model's verdict, nearest neighbours, and 'explain this one'."
@@ -359,6 +366,7 @@ def tiny_classifier(num_labels:int=2, seed:int=0):
                      num_labels=num_labels, attn_implementation='eager')
     return BertForSequenceClassification(cfg).eval(), tok
 
+# %% ../nbs/13a_explore_app.ipynb #d28190db
 def build_explorer(config:dict)->Explorer:
     "The explorer of a `fastif explore` configuration (the command-line options as a dict)."
     import argparse
@@ -405,6 +413,7 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError): pass
 
+# %% ../nbs/13a_explore_app.ipynb #29d6874c
 def voila_command(port:int)->list:
     "The Voila command line serving the explorer notebook on 127.0.0.1:port with the CDN-free template."
     return [sys.executable, '-m', 'voila', str(_assets('explore.ipynb')), '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1',

@@ -98,6 +98,7 @@ def _deberta_layer(m, i, layer, h, ctx):
     if i == 0 and getattr(m.config, 'conv_kernel_size', 0) > 0: out = _sub(m, 'deberta.encoder.conv')(h, out, ctx['input_mask'])
     return out
 
+# %% ../nbs/04c_families.ipynb #972af42e
 DEBERTA_V2 = Family('deberta-v2', ('deberta-v2',), ('deberta.embeddings',), 'deberta.encoder.layer', ('pooler', 'dropout', 'classifier'),
                     embed=lambda m, ids, mask, tt: _sub(m, 'deberta.embeddings')(input_ids=ids, token_type_ids=tt, mask=mask),
                     context=_deberta_context, layer=_deberta_layer,
@@ -115,6 +116,7 @@ def register_family(family:Family)->Family:
 def _supported()->str:
     return ", ".join(f"{f.name} ({'/'.join(f.model_types)})" for f in FAMILIES.values())
 
+# %% ../nbs/04c_families.ipynb #88114af8
 def family_of(model:nn.Module, # a Hugging Face `*ForSequenceClassification` model
              )->Family:         # its adapter
     "The family adapter that splits `model`, or an `UnsupportedModelError` naming the supported families."
@@ -154,6 +156,7 @@ def split_modules(model:nn.Module,     # a supported classifier
     by_order = lambda d: dict(sorted(d.items(), key=lambda kv: order[kv[0]]))
     return by_order(pre), by_order(top)
 
+# %% ../nbs/04c_families.ipynb #7cc001ad
 def graft(root:nn.Module, # the container
           path:str,       # dotted path, e.g. 'bert.encoder.layer'
           module:nn.Module):

@@ -194,6 +194,7 @@ def hans_capacity(subcase:str, # a key of `HANS_SUBCASES`
     t, V = _TEMPLATES[subcase], HANS_VOCAB
     return perm(len(V['nouns']), t.nouns) * (1 if t.plural else 2**t.nouns) * prod(perm(len(V[k]), n) for k,n in t.slots)
 
+# %% ../nbs/04a_hans.ipynb #dc627b4e
 def _take(i, items, k):
     "Decode `i` into `k` distinct `items` (in order) and the rest of `i`."
     items, out = list(items), []
@@ -225,6 +226,7 @@ def is_subsequence(s1:str, # premise (space-tokenized)
     p, h = s1.lower().split(), _toks(s2)
     return bool(h) and any(p[i:i+len(h)] == h for i in range(len(p)-len(h)+1))
 
+# %% ../nbs/04a_hans.ipynb #7bbc5967
 def _spans(binary_parse):
     "Word spans of every subtree (words included) of a HANS binary parse."
     leaves, stack, spans = [], [], []
@@ -252,6 +254,7 @@ def _row(subcase, i):
                 sentence1_parse=_ptb(p), sentence2_parse=_ptb(h), sentence1=' '.join(_words(p)),
                 sentence2=' '.join(_words(h)), heuristic=sc.heuristic, subcase=subcase, template=sc.template)
 
+# %% ../nbs/04a_hans.ipynb #1da2b416
 def generate_hans(n_per_subcase:int=10, # rows per subcase
                   seed:int=0,           # random seed; same seed, same frame
                   subcases=None,        # subcase name or list of names (keys of `HANS_SUBCASES`); None for all 30

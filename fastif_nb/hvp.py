@@ -21,6 +21,7 @@ def _as_matrix(V:torch.Tensor, p:int):
         f"Vectors must have shape [{p}] or [{p}, m] to match the task's {p} parameters; got {tuple(V.shape)}.")
     return V, single
 
+# %% ../nbs/01_hvp.ipynb #1171189b
 def _loss_hvp_fwdrev(task, batch, flat, V):
     "Mean-loss HVPs of `batch` by forward-over-reverse, one column of `V` per product."
     g = grad(lambda f: task.losses(batch, f).mean())
@@ -63,6 +64,7 @@ def _batch_hvp(task, data, idx, M, hvp_method):
     try: return hvp(task, task.batch(data, idx), M, hvp_method)
     except NonFiniteError as e: raise _at_indices(e, idx) from None
 
+# %% ../nbs/01_hvp.ipynb #e8f64599
 def data_hvp(task:Task, # the task
              data,                    # map-style training dataset
              V:torch.Tensor,          # vector(s): [p] or [p, m]

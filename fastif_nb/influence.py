@@ -48,6 +48,7 @@ def _dots_grad(task, batch, theta, S):
 
 SCORE_METHODS = {'jvp': _dots_jvp, 'grad': _dots_grad}
 
+# %% ../nbs/03_influence.ipynb #fb9bc9d8
 def score_candidates(task:Task, # the task
                      train,                   # training dataset
                      S:torch.Tensor,          # s_test vectors [p, m]
@@ -63,8 +64,9 @@ def score_candidates(task:Task, # the task
     if W == 1: return _score(task, train, S, cand, batch_size, score_method, progress)
     lo, hi = shard_range(len(cand), rank, W)
     D, err = _attempt(_score, task, train, S, cand[lo:hi], batch_size, score_method, progress and rank == 0)
-    return _gather_rows(D, len(cand), S.shape[1], S, err, "candidate scoring")
+    return _gather_rows(D, len(cand), lo, S, err, "candidate scoring")
 
+# %% ../nbs/03_influence.ipynb #256ae110
 def _score(task, train, S, cand, batch_size, score_method, progress):
     "Scores [len(cand), m] of the candidates `cand`, in batches of similar length."
     if len(cand) == 0: return S.new_zeros(0, S.shape[1])
@@ -101,6 +103,7 @@ def _candidates(candidates, n_train:int, m:int):
     uniq, inv = torch.unique(c, return_inverse=True)
     return uniq, inv
 
+# %% ../nbs/03_influence.ipynb #90279636
 def _check_call(solver, score_method):
     "Raise before any work if `solver` is not a Solver instance or `score_method` is unknown."
     if isinstance(solver, type) and issubclass(solver, Solver): raise InfluenceInputError(
@@ -130,6 +133,7 @@ def _drop_rows(candidates, uniq, pos, bad:list):
     c = torch.stack([r[:k] for r in rows]); u, inv = torch.unique(c, return_inverse=True)
     return u, inv, c
 
+# %% ../nbs/03_influence.ipynb #10f926ad
 def _stability(It:torch.Tensor, n:int=10)->torch.Tensor:
     "[m]: the overlap of the top-n helpful and harmful candidates between the two halves of the repetitions It [m, k, T]."
     T = It.shape[-1]; a, b = It[..., :T // 2].mean(-1), It[..., T // 2:].mean(-1); n = min(n, It.shape[1])
@@ -137,6 +141,7 @@ def _stability(It:torch.Tensor, n:int=10)->torch.Tensor:
                                          for x, y in zip(a, b)], dtype=torch.float64) / n
     return (same(True) + same(False)) / 2
 
+# %% ../nbs/03_influence.ipynb #1c3708f1
 def _influence(task:Task, train, test, solver:Solver, candidates=None, batch_size:int=64, score_method:str='auto',
                progress:bool=True, nonfinite:str='raise', uncertainty='auto')->dict:
     "The engine behind `influence`: a dict of scores [m, k], indices, stderr, stability and the solve's certificate."
@@ -175,6 +180,7 @@ def _influence(task:Task, train, test, solver:Solver, candidates=None, batch_siz
     if T > 1: out.update(stderr=It.std(-1) / T ** 0.5, stability=_stability(It))
     return out
 
+# %% ../nbs/03_influence.ipynb #84fc3623
 def _check_scores(D, cand):
     "Raise if any score is non-finite, naming the training indices (their loss gradients are non-finite)."
     bad = (~torch.isfinite(D)).reshape(*cand.shape, -1).any(-1)
@@ -253,6 +259,7 @@ def helpful(self:InfluenceResult, n:int=5, j:int=0)->list:
     "The at most n most helpful training points (negative influence), as (index, score); fewer if fewer scores are negative."
     return self._top(n, j, False)
 
+# %% ../nbs/03_influence.ipynb #e5f73739
 @patch
 def _stderr_of(self:InfluenceResult, i:int, j:int):
     "The standard error of training index i's score on test point j (None without error bars)."

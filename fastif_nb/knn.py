@@ -35,6 +35,7 @@ def _pool(model, batch:dict, pooling:str)->torch.Tensor:
     if pooling == "pooler": return model.base_model(**batch).pooler_output
     return pool_states(model(**batch, output_hidden_states=True).hidden_states[-1], mask, pooling)
 
+# %% ../nbs/06_knn.ipynb #dd5dd8d2
 def pool_states(h:torch.Tensor,   # final hidden states [B, L, d]
                 mask=None,        # attention mask [B, L] (None: no padding)
                 pooling:str="cls",# "cls", "mean" or "pooler"
@@ -54,6 +55,7 @@ def _check_extractable(model, pooling:str):
     if pooling == "pooler" and getattr(getattr(model, "base_model", None), "pooler", None) is None:
         raise InfluenceInputError(f"pooling='pooler' but {type(model).__name__} has no pooler layer; use pooling='cls' or 'mean'")
 
+# %% ../nbs/06_knn.ipynb #0c870c44
 def extract_features(model:torch.nn.Module, # Hugging Face sequence-classification model, in eval mode
                      dataset,                # indexable, items are dicts of 1-D tensors (input_ids, attention_mask, ...)
                      collate_fn:Callable,    # pads a list of items into a batch dict of tensors (right padding)
@@ -89,6 +91,7 @@ def _hash_array(h, a:np.ndarray, dtype:str, full_below:int):
     h.update(np.ascontiguousarray(flat[::max(1, flat.size // 65536)]).tobytes())
     h.update(repr(float(flat.sum(dtype=np.float64))).encode())
 
+# %% ../nbs/06_knn.ipynb #769e4630
 def _hash_part(h, x, full_below:int):
     "Add object `x` (module, mapping, tensor, array, sequence or scalar) to hash `h`."
     if isinstance(x, torch.nn.Module): h.update(f"module|{type(x).__name__}|".encode()); x = x.state_dict()
@@ -107,6 +110,7 @@ def _hash_part(h, x, full_below:int):
     elif hasattr(x, "state_dict"): _hash_part(h, x.state_dict(), full_below)
     else: raise InputTypeError(f"cannot fingerprint a {type(x).__name__}; pass models, tensors, arrays, dicts, lists, strings or numbers")
 
+# %% ../nbs/06_knn.ipynb #68180505
 def fingerprint(*parts,               # e.g. the model (or its state dict) and the data's token ids
                 full_below:int=2**20, # tensors with at most this many elements are hashed in full
                )->str:                # "fp-<hash of part 0>-<hash of part 1>-..."
@@ -133,6 +137,7 @@ def _as_features(x, name:str="features", d:int=None)->np.ndarray:
     if not np.isfinite(x).all(): raise InfluenceInputError(f"{name} contain NaN or inf in {int((~np.isfinite(x).all(1)).sum())} rows; check the model/inputs")
     return x
 
+# %% ../nbs/06_knn.ipynb #316253f2
 def _gpu_wanted(use_gpu)->bool:
     "Resolve `use_gpu` ('auto', True, False) against what this faiss build and machine offer."
     avail = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
@@ -144,6 +149,7 @@ def _set_nprobe(index, nprobe:int, gpu:bool):
     "Set the number of IVF cells searched (CPU or GPU index)."
     (faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()).set_index_parameter(index, "nprobe", int(nprobe))
 
+# %% ../nbs/06_knn.ipynb #0fd8adec
 class FeatureIndex:
     "A faiss l2 index over feature rows, with the metadata needed to cache it safely."
     def __init__(self, index, kind:str, nlist:int=None, nprobe:int=None, fingerprint:str=None, gpu:bool=False):
@@ -209,6 +215,7 @@ def _exhaustive(self:FeatureIndex, q:np.ndarray, k:int):
     try: return index.search(q, k)
     finally: _set_nprobe(index, self.nprobe, False)
 
+# %% ../nbs/06_knn.ipynb #3bd5db81
 @patch
 def search(self:FeatureIndex,
            queries,  # [Q, d] (or a single [d]) query features
@@ -257,6 +264,7 @@ def save(self:FeatureIndex,
                 sha256=digest, faiss_version=faiss.__version__)
     Path(f"{side}.tmp").write_text(json.dumps(meta, indent=1)); os.replace(f"{side}.tmp", side)
 
+# %% ../nbs/06_knn.ipynb #263212f6
 def _fp_diff(stored, current)->str:
     "Which parts of two fingerprints differ, in words."
     if stored is None: return "the saved index has no fingerprint"
@@ -264,6 +272,7 @@ def _fp_diff(stored, current)->str:
     if len(a) != len(b): return f"the saved fingerprint has {len(a)} parts, the current one {len(b)}"
     return ", ".join(f"part {i} ({x} -> {y})" for i, (x, y) in enumerate(zip(a, b)) if x != y) + " differ(s)"
 
+# %% ../nbs/06_knn.ipynb #3fd0a0ca
 @patch(cls_method=True)
 def load(cls:FeatureIndex,
          path,                  # file written by `FeatureIndex.save`
@@ -320,6 +329,7 @@ def _top_m(scores:np.ndarray, m:int, which:str)->np.ndarray:
     if which not in keys: raise InfluenceInputError(f"which={which!r} is not one of 'harmful', 'helpful', 'abs'")
     return np.argpartition(keys[which], m - 1, axis=1)[:, :m]
 
+# %% ../nbs/06_knn.ipynb #f4492a03
 def knn_recall(knn_indices, # [k] or [Q, k] training indices retrieved by the kNN
                scores,      # [N] or [Q, N] influence scores on the full training set (positive = harmful)
                m:int,       # size of the ground-truth top-m set
@@ -339,6 +349,7 @@ def knn_recall(knn_indices, # [k] or [Q, k] training indices retrieved by the kN
     r = np.take_along_axis(got, _top_m(S, m, which), 1).sum(1) / m
     return float(r[0]) if single else r
 
+# %% ../nbs/06_knn.ipynb #bcd61153
 def random_recall(k:int, # points selected at random
                   N:int, # training set size
                  )->float:
@@ -357,6 +368,7 @@ def recall_curve(knn_indices, # [Q, k_max] kNN indices, nearest first
     if max(ks) > I.shape[1]: raise InfluenceInputError(f"max(ks)={max(ks)} but only {I.shape[1]} neighbours were given; search with k=max(ks)")
     return {m: np.stack([np.atleast_1d(knn_recall(I[:, :k], scores, m, which)) for k in ks]) for m in ms}
 
+# %% ../nbs/06_knn.ipynb #2018ea16
 def plot_recall(ks,               # the k's (x axis, log scale)
                 recalls_by_k:dict,# {m: [len(ks)] or [len(ks), Q] recalls}, e.g. from `recall_curve`
                 N:int,            # training set size, for the random baseline k/N

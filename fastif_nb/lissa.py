@@ -13,7 +13,7 @@ from .errors import InfluenceInputError, LiSSADivergedError, FastIFWarning, _che
 from .task import Task
 from .hvp import hvp, top_eigenvalue, HVP_METHODS, _batch_hvp
 from .solvers import Solver, _check_damping, problem_fingerprint, sampled_residual
-from .distributed import world, _attempt, _any_rank, _from_rank0
+from .distributed import world, _attempt, _any_rank, _sync_sum
 
 # %% ../nbs/02a_lissa.ipynb #c9c52475
 def _diverged(what:str, scale, damping, top):
@@ -30,6 +30,7 @@ def _check_lissa(h, vn, j, growth, scale, damping, top):
     if torch.isfinite(hn).all() and (hn <= growth * (j + 1) * vn).all(): return
     raise _diverged(f"at step {j}: ‖h_j‖={hn.max().item():.3g} vs ‖v‖={vn.max().item():.3g}", scale, damping, top)
 
+# %% ../nbs/02a_lissa.ipynb #2327e448
 def _window(depth:int)->int: return max(5, min(50, depth // 8))  # steps per growth window
 
 def _check_growth(tr, e:int, w:int, final:bool, scale, damping, top):
@@ -155,6 +156,7 @@ def with_rescale(self:LiSSA, run):
     if err is not None: raise err  # re-raise of run()'s own error
     return out
 
+# %% ../nbs/02a_lissa.ipynb #4e67db49
 @patch
 def _estimates(self:LiSSA, task, train, V, repeats, progress)->torch.Tensor:
     "[T, p, m]: the estimates of the repetitions `repeats` (zeros for the others)."
@@ -173,6 +175,7 @@ def _combine(self:LiSSA, E):
 @patch
 def _zeros_part(self:LiSSA, M): return M.new_zeros(self.repeats, *M.shape)
 
+# %% ../nbs/02a_lissa.ipynb #e68701f7
 @patch
 def _solve(self:LiSSA, task, train, V, progress):
     self.resolve_scale(task, train)
@@ -188,9 +191,8 @@ def _solve_part(self:LiSSA, task, train, V, err, progress)->tuple:
     if self.scale != 'auto': self.resolve_scale(task, train)
     else:  # rank 0 runs the seeded power iteration; every rank then uses its bit-identical scale
         _, e = _attempt(self.resolve_scale, task, train) if rank == 0 else (None, None)
-        self.scale_, top = _from_rank0([getattr(self, 'scale_', 0.), self.top_eigenvalue_ or 0.] if rank == 0 else [0., 0.], e,
-                                       "the LiSSA scale estimate (rank 0)")
-        self.top_eigenvalue_ = top
+        vals = torch.tensor([getattr(self, 'scale_', 0.), self.top_eigenvalue_ or 0.] if rank == 0 else [0., 0.], dtype=torch.float64)
+        self.scale_, self.top_eigenvalue_ = _sync_sum(vals, e, (), "the LiSSA scale estimate (rank 0)").tolist()  # others add zeros
     mine = range(rank, self.repeats, W)
     return self._rescaled(lambda: self._estimates(task, train, V, mine, progress), err)
 
@@ -208,6 +210,7 @@ def _certify(self:LiSSA, task, train, M, X):
         self._set_residuals(torch.maximum(est, noise))
     self._warn_residual(n)
 
+# %% ../nbs/02a_lissa.ipynb #d56f9dd2
 @patch
 def _warn_residual(self:LiSSA, n:int):
     "A `FastIFWarning` saying what to change if the residual is above `warn_residual`."

@@ -119,6 +119,7 @@ def to_frame(self:Explanation)->pd.DataFrame:
                              stderr=None if self.stderr is None else float(self.stderr[j, q])))
     return pd.DataFrame(rows)
 
+# %% ../nbs/07a_own_model.ipynb #6503916d
 def _settings_of(ex:Explanation, settings)->dict:
     "The settings stored with an explanation: the ones given, plus k, time and label names."
     cert = dict(residual=ex.residual, effective_damping=ex.effective_damping, residual_all=ex.residual_all,
@@ -163,6 +164,7 @@ def _read_saved(p:Path)->tuple:
         return pd.read_csv(p, keep_default_na=False, na_values={'test_text_b': [''], 'train_text_b': ['']}), json.loads(s.read_text()) if s.exists() else {}
     raise InfluenceInputError(f"Cannot read an explanation from {ext!r}: use .json, .parquet or .csv.")
 
+# %% ../nbs/07a_own_model.ipynb #17e224ab
 @patch(cls_method=True)
 def load(cls:Explanation, path)->Explanation:
     "An explanation saved by `Explanation.save` (scores, texts, labels and settings; no model needed)."

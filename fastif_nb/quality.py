@@ -53,6 +53,7 @@ def recall_table(knn_order:torch.Tensor, # [m, N] training indices of each test 
                                  random=random_recall(k, N)))
     return pd.DataFrame(rows)
 
+# %% ../nbs/10_quality.ipynb #929e7a27
 def plot_recall_table(t:pd.DataFrame, ax=None):
     "Recall vs k (log scale) for each m and kind, with the random baseline."
     ax = ax or plt.subplots(figsize=(6, 4))[1]

@@ -63,6 +63,7 @@ def head_grads(X:torch.Tensor, # head inputs [N, d]
     R = P - torch.nn.functional.one_hot(y, P.shape[1]).to(P)
     return (R[:, :, None] * _aug(X)[:, None, :]).flatten(1)
 
+# %% ../nbs/06c_selector.ipynb #f3d3459f
 def head_hessian(X:torch.Tensor, P:torch.Tensor, # head inputs [N, d] and softmax outputs [N, C]
                  decay:float=0.0,                # 2·weight_decay on the weight entries
                  decay_bias:float=0.0,           # ... on the bias entries (0 under the usual NO_DECAY)
@@ -124,6 +125,7 @@ def from_features(cls:HeadSelector,
     R = (P - torch.nn.functional.one_hot(y, P.shape[1]).to(P)).float()
     return cls(X.float(), R, factor, float(damping), P.shape[1], head)
 
+# %% ../nbs/06c_selector.ipynb #b3179910
 @patch(cls_method=True)
 def build(cls:HeadSelector,
           task:Task,              # the task whose training objective the influence is of
@@ -176,6 +178,7 @@ def influence(self:HeadSelector,
     Xq, Pq, yq = _query_inputs(self, test, task, batch_size)
     return -self.dots(self.preconditioned(Xq, Pq, yq))
 
+# %% ../nbs/06c_selector.ipynb #013c5c14
 @patch
 def search(self:HeadSelector,
            test,                 # test dataset, or (X [m, d], P [m, C], y [m]) tensors
@@ -205,6 +208,7 @@ def _logit_jacobians(task:Task, batch)->tuple:
     J, z = jacrev(f, has_aux=True)(flat)
     return J.detach(), z.detach(), torch.as_tensor(y).long()
 
+# %% ../nbs/06c_selector.ipynb #9d0c502b
 class CountSketch:
     "A count sketch: each coordinate goes to one random bucket with a random sign (inner products kept in expectation)."
     def __init__(self, p:int,      # input dimension
@@ -232,6 +236,7 @@ class SketchSelector:
     def __len__(self): return self.n
     def __repr__(self): return f"SketchSelector(n={self.n:,}, dim={self.dim:,}, damping={self.damping:g})"
 
+# %% ../nbs/06c_selector.ipynb #a19c6a4c
 @patch(cls_method=True)
 def build(cls:SketchSelector,
           task:Task,               # the task
@@ -266,6 +271,7 @@ def build(cls:SketchSelector,
     factor = torch.linalg.cholesky(K)
     return cls(torch.cat(G), factor, sk, float(damping), torch.cat(dots) if dots else None)
 
+# %% ../nbs/06c_selector.ipynb #00b3f9cb
 @patch
 def influence(self:SketchSelector, task:Task, test, batch_size:int=16)->torch.Tensor:
     "Sketched influence [m, N] of every training point on every test point (positive = harmful)."

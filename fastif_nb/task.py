@@ -183,6 +183,7 @@ def _at_indices(e:NonFiniteError, idxs, what='training')->NonFiniteError:
     idxs = [int(i) for i in idxs]; bad = [idxs[p] for p in e.positions]
     return NonFiniteError(_nonfinite_message('loss', bad, f'{what} indices'), bad)
 
+# %% ../nbs/00_task.ipynb #f2742f2b
 @patch
 def reg(self:Task, flat:torch.Tensor)->torch.Tensor:
     "The weight-decay term `weight_decay·Σθ²` over decayed parameters."
@@ -211,6 +212,8 @@ def batch(self:Task, data, idxs)->object:
     "Collate the items `idxs` of map-style dataset `data` into one batch."
     idxs = [int(i) for i in idxs]
     if not idxs: raise InfluenceInputError("Asked for an empty batch: pass at least one index.")
+    if isinstance(data, torch.utils.data.TensorDataset) and self.collate_fn is torch.utils.data.default_collate:
+        return [t[idxs] for t in data.tensors]  # what default_collate makes of the items, in one indexing per tensor
     return self.collate_fn([data[i] for i in idxs])
 
 # %% ../nbs/00_task.ipynb #bdf0be8e

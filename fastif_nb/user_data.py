@@ -44,6 +44,7 @@ def read_table(path, # a .csv, .tsv, .jsonl, .json or .parquet file, or a folder
     if len(df) == 0: raise UserDataError(f"{p} has a header ({list(df.columns)}) but no rows.")
     return df
 
+# %% ../nbs/04d_user_data.ipynb #4ccefef0
 def _read_json(p:Path)->pd.DataFrame:
     "A .json file of records (a list of objects), or JSON lines."
     try: return pd.read_json(p, dtype=False)
@@ -104,6 +105,7 @@ def label_names_for(model=None, values=None, hf_names=None, label_names=None)->l
     if vals and all(_int_label(v) is not None for v in vals): return [str(i) for i in range(max(int(v) for v in vals) + 1)]
     return vals
 
+# %% ../nbs/04d_user_data.ipynb #48f04e57
 def check_labels(values:list,       # one label per row (ids or names)
                  label_names:list,  # the allowed names, in id order
                  where:str='the model', # whose labels these are, for the message

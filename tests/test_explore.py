@@ -142,18 +142,25 @@ def test_widgets_without_a_browser(fif):
     ui.show_train(first.helpful[0].index)
     assert len(ui.train_panel.children) == 1 + 5 + 1
 
-def _fastif(*argv, **kw):
-    return subprocess.run([sys.executable, '-c', 'from fastif_nb.cli import main; main()', *argv], capture_output=True, text=True, **kw)
+def _fastif_here(*argv, capsys):
+    "`fastif ARGV` in this process (what the console script runs): (exit status, stdout, stderr)."
+    from fastif_nb.cli import main
+    n = torch.get_num_threads()
+    try: main(list(argv)); rc = 0
+    except SystemExit as e: rc = e.code
+    finally: torch.set_num_threads(n)
+    out, err = capsys.readouterr()
+    return rc, out, err
 
-def test_cli_errors():
-    r = _fastif('explore', '--help')
-    assert r.returncode == 0 and '--tiny' in r.stdout and '--port' in r.stdout
-    r = _fastif('explore', '--tiny', '--port', '70000')
-    assert r.returncode == 2 and '1–65535' in r.stderr and 'Traceback' not in r.stderr
+def test_cli_errors(capsys):
+    rc, out, err = _fastif_here('explore', '--help', capsys=capsys)
+    assert rc == 0 and '--tiny' in out and '--port' in out
+    rc, out, err = _fastif_here('explore', '--tiny', '--port', '70000', capsys=capsys)
+    assert rc == 2 and '1–65535' in err and 'Traceback' not in err
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0)); s.listen(); port = s.getsockname()[1]
-        r = _fastif('explore', '--tiny', '--port', str(port))
-    assert r.returncode == 2 and 'already in use' in r.stderr
+        rc, out, err = _fastif_here('explore', '--tiny', '--port', str(port), capsys=capsys)
+    assert rc == 2 and 'already in use' in err
 
 def test_ctrl_c_stops_the_server(tmp_path):
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]

@@ -83,15 +83,25 @@ def test_cli_explain_on_a_trainer_checkpoint_matches_the_library(trained, tmp_pa
     with pytest.raises(InfluenceInputError, match="use .json, .parquet or .csv"): back.save(tmp_path/'ex.xlsx')
     assert (folder/'fastif_cache').is_dir() and {p.name.split('-')[0] for p in (folder/'fastif_cache').iterdir()} == {'blockcg', 'index', 'prefix'}
 
-def test_cli_bad_input_is_a_clear_error(trained, tmp_path):
+def cli_here(*argv, capsys):
+    "`fastif ARGV` run in this process (the shell run is the test above): (exit status, stdout, stderr)."
+    from fastif_nb.cli import main
+    n = torch.get_num_threads()
+    try: main([str(a) for a in argv]); rc = 0
+    except SystemExit as e: rc = e.code
+    finally: torch.set_num_threads(n)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+def test_cli_bad_input_is_a_clear_error(trained, tmp_path, capsys):
     folder, csv, _ = trained
     (tmp_path/'empty.csv').write_text('')
     cases = [(['--train', csv, '--text-a', 'nope'], "Column 'nope' (first text) is not in the data"),
              (['--train', tmp_path/'empty.csv'], "empty.csv is empty")]
     for extra, msg in cases:
-        rc, out, err = cli('explain', '--model', folder, *extra, '--premise', 'a', '--hypothesis', 'b', *SETTINGS)
+        rc, out, err = cli_here('explain', '--model', folder, *extra, '--premise', 'a', '--hypothesis', 'b', *SETTINGS, capsys=capsys)
         assert rc == 2 and msg in err and 'Traceback' not in err, err
-    rc, out, err = cli('index', '--model', folder, '--train', csv, '--label', 'label_name')
+    rc, out, err = cli_here('index', '--model', folder, '--train', csv, '--label', 'label_name', capsys=capsys)
     assert rc == 0 and 'index ready: 200 training examples' in out, err
 
 def test_unknown_column_and_empty_file(trained, tmp_path):
@@ -120,12 +130,12 @@ def _save(model, d, tok):
     model.save_pretrained(d); tok.save_pretrained(d)
     return d
 
-def test_model_family_without_adapter(tmp_path):
+def test_model_family_without_adapter(tmp_path, capsys):
     from transformers import GPT2Config, GPT2ForSequenceClassification
     d = _save(GPT2ForSequenceClassification(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=30522, bos_token_id=0, eos_token_id=0)),
               tmp_path/'gpt2', wordpiece())
     with pytest.raises(InfluenceInputError, match="holds a 'gpt2' model; fastif splits bert \\(bert\\), roberta"): load_checkpoint(d)
-    rc, out, err = cli('explain', '--model', d, '--train', tmp_path/'x.csv', '--premise', 'a', '--hypothesis', 'b')
+    rc, out, err = cli_here('explain', '--model', d, '--train', tmp_path/'x.csv', '--premise', 'a', '--hypothesis', 'b', capsys=capsys)
     assert rc == 2 and "holds a 'gpt2' model" in err and 'Traceback' not in err, err
 
 def test_tokenizer_that_does_not_match_the_model(tmp_path):

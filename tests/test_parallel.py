@@ -41,10 +41,15 @@ def parallel(builder, workers:int, kw:dict, timeout=300):
     "Influence scores of `builder(**kw)` on a fresh pool of `workers` processes."
     with WorkerPool(workers, timeout=timeout) as pool: return pool.run(built_influence, builder, kw)
 
+CACHED_CAND = torch.stack([torch.randperm(24, generator=torch.Generator().manual_seed(j))[:5] for j in range(3)])
+
 @pytest.fixture(scope='module')
 def parallel_results():
-    "All CASES as consecutive jobs on one 2-process pool (starting processes is the slow part)."
-    with WorkerPool(2, timeout=300) as pool: return {n: pool.run(built_influence, demo_problem, kw) for n, kw in CASES.items()}
+    "All CASES, then the cached-prefix BERT, as consecutive jobs on one 2-process pool (starting processes is the slow part)."
+    with WorkerPool(2, timeout=300) as pool:
+        res = {n: pool.run(built_influence, demo_problem, kw) for n, kw in CASES.items()}
+        res['cached_prefix_bert'] = pool.run(built_influence, demo_cached_problem, dict(candidates=CACHED_CAND))
+        return res
 
 @pytest.mark.parametrize('name', list(CASES))
 def test_serial_equals_parallel(parallel_results, name):
@@ -77,11 +82,10 @@ def test_three_workers_more_ranks_than_repeats():
     got = parallel(demo_problem, 3, kw)
     assert (got - serial(**kw)).abs().max() < TOL
 
-def test_cached_prefix_bert():
+def test_cached_prefix_bert(parallel_results):
     "A TopLayers task over cached hidden states (fastif_nb.model) with multi-query and per-test candidates."
-    cand = torch.stack([torch.randperm(24, generator=torch.Generator().manual_seed(j))[:5] for j in range(3)])
-    got = parallel(demo_cached_problem, 2, dict(candidates=cand))
-    ref = serial(demo_cached_problem, candidates=cand)
+    got = parallel_results['cached_prefix_bert']
+    ref = serial(demo_cached_problem, candidates=CACHED_CAND)
     assert got.shape == (3, 5)
     assert (got - ref).abs().max() < TOL
 

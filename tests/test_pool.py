@@ -8,7 +8,7 @@ from torch.utils.data import Subset
 from fastif_nb.influence import influence
 from fastif_nb.task import InfluenceInputError
 from fastif_nb.parallel import WorkerPool, WorkerError, influence_setup, influence_job
-from fastif_nb.testing import demo_cached_problem, _misbehave, _pool_pids, _pool_misbehave, _touch
+from fastif_nb.testing import demo_problem, _misbehave, _pool_pids, _pool_misbehave, _touch
 
 TOL = 1e-10  # float64; serial and parallel differ only by the order of the repetition sum
 
@@ -28,10 +28,10 @@ def gone(pids, within=15.):
     return False
 
 def test_consecutive_jobs_equal_serial_on_the_same_processes():
-    "Tiny cached-prefix BERT, LiSSA T=3 over W=2: two jobs with different test points (per-test, then shared candidates)."
-    task, train, test, solver, _ = demo_cached_problem(n_test=4)
+    "LiSSA T=3 over W=2 (the cached-prefix BERT on a pool: tests/test_parallel.py): two jobs with different test points (per-test, then shared candidates)."
+    task, train, test, solver, _ = demo_problem('lissa', repeats=3)
     per_test = torch.stack([torch.randperm(24, generator=torch.Generator().manual_seed(j))[:5] for j in range(2)])
-    with WorkerPool(2, influence_setup, (demo_cached_problem, dict(n_test=4)), timeout=300) as pool:
+    with WorkerPool(2, influence_setup, (demo_problem, dict(solver='lissa', repeats=3)), timeout=300) as pool:
         pids = pool.run(_pool_pids)
         assert pids == pool.pids and len(set(pids)) == 2 and os.getpid() not in pids
         outs = []

@@ -18,7 +18,7 @@ from ..task import ClassificationTask, InfluenceInputError, _split_batch
 from ..solvers import CG
 from .retrain import relative_residual as column_residuals
 from ..influence import score_candidates
-from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_layers, _run_layers, _attn_mask
+from ..model import CachedDataset, TopLayers, cache_prefix, cached_collate, n_layers
 from ..text import length_sorted_batches
 from ..text import tokenize
 
@@ -33,6 +33,7 @@ def _check_lr(lr, allow_zero:bool=True)->float:
         "moves against the gradient with lr > 0 (lr = 0 is the no-change baseline). Pass e.g. lr=1e-4 or lrs=(1e-4, 1e-2).")
     return float(lr)
 
+# %% ../../nbs/12_correct.ipynb #6b114c07
 def _labels(task:ClassificationTask, data, what:str)->torch.Tensor:
     "All labels of `data`, or a clear error if it is empty or unlabelled."
     if len(data) == 0: raise InfluenceInputError(f"The {what} is empty: pass at least one labelled example.")
@@ -80,6 +81,7 @@ def evaluate_task(task:ClassificationTask, # model (eval mode) + parameters
             loss += float(task.loss_fn(logits, y).sum()); correct_ += int((logits.argmax(-1) == y).sum())
     return correct_ / len(data), loss / len(data)
 
+# %% ../../nbs/12_correct.ipynb #1780a5c0
 def _assign(task:ClassificationTask, flat:torch.Tensor):
     "Write the flat parameter vector `flat` into the task's model."
     pd_ = dict(task.model.named_parameters())
@@ -114,6 +116,7 @@ def relative_residual(task:ClassificationTask, # the task
     X, V = (x[:, None], v[:, None]) if x.ndim == 1 else (x, v)
     return float(column_residuals(task, train, X, V, damping, batch_size).max())  # the retraining check's, per column
 
+# %% ../../nbs/12_correct.ipynb #2c0d8e0f
 def anchor_influence(task:ClassificationTask, # model + parameters + training objective
                      train,                   # training data defining H
                      anchors,                 # labelled anchor points (one batch, its mean loss is the target)
@@ -237,6 +240,7 @@ def summarize(history:pd.DataFrame, # stacked histories (`compare_strategies`)
             'loss_after_mean', 'loss_after_min', 'loss_after_max', 'd_loss_mean']
     return s[cols].reset_index()
 
+# %% ../../nbs/12_correct.ipynb #1b158234
 def plot_history(history:pd.DataFrame, # stacked histories (`compare_strategies`)
                  metric:str='accuracy',  # 'accuracy' or 'loss'
                  lr:float=None,          # which learning rate (default: the first)
@@ -258,15 +262,15 @@ def plot_history(history:pd.DataFrame, # stacked histories (`compare_strategies`
 # %% ../../nbs/12_correct.ipynb #2fd45b55
 def _final_cls(model, cached:CachedDataset, batch_size:int)->list:
     "Final [CLS] state [1, d] of every cached example, running the encoder layers above the cache."
-    top = TopLayers(model, cached.n_frozen_layers)
-    layers, out = getattr(top, top._name).encoder.layer.values(), [None] * len(cached)
+    top, out = TopLayers(model, cached.n_frozen_layers), [None] * len(cached)
     with torch.no_grad():
         for idx in length_sorted_batches(cached.lengths, batch_size):
             b = cached.collate([cached[i] for i in idx])
-            h = _run_layers(layers, b['hidden_states'], _attn_mask(top.config, b['hidden_states'], b['attention_mask']))
+            h = top.hidden(b['hidden_states'], b['attention_mask'])
             for j, i in enumerate(idx): out[i] = h[j, :1].clone()
     return out
 
+# %% ../../nbs/12_correct.ipynb #d0791686
 def head_dataset(model,                 # a BERT-family classifier with a pooler, in eval mode
                  ds,                    # a TextPairDataset (needs `tokenizer`), or a CachedDataset of this model's prefix
                  tokenizer=None,        # the model's tokenizer (for a TextPairDataset)

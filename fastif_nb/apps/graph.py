@@ -50,6 +50,7 @@ def slice_stats(edges:pd.DataFrame)->pd.DataFrame:
     out['share helpful'] = out['edges helpful'] / (out['edges helpful'] + out['edges harmful'])
     return out
 
+# %% ../../nbs/11b_graph.ipynb #a61bffc3
 def slice_correlations(edges:pd.DataFrame)->tuple:
     "Table 6: Pearson correlation between slices of each training point's mean signed influence, and pair counts."
     I = edges.groupby(['train', 'slice'], sort=False).influence.mean().unstack('slice')
@@ -102,6 +103,7 @@ def circular_layout(edges:pd.DataFrame,  # rows: slice, test, train, influence (
             rpos[int(i)] = (r * math.cos(ang), r * math.sin(ang))
     return tpos, rpos
 
+# %% ../../nbs/11b_graph.ipynb #33991017
 def group_stats(edges:pd.DataFrame, groups:dict)->pd.DataFrame:
     "Mean |I| of the edges from each group of training points (e.g. HANS heuristic) to each slice, and the edge count."
     e = edges.assign(group=edges.train.map(groups), absI=edges.influence.abs())
@@ -162,6 +164,7 @@ def _heuristic_split(model, tok, gen, real)->dict:
         out[f'HANS ({short})'] = _hans_data(model, tok, pd.concat([gen[gen.heuristic == h], real[real.heuristic == h]]))
     return out
 
+# %% ../../nbs/11b_graph.ipynb #1d568b18
 def _graph_run(task, train, slices, k, damping, depth, seed):
     "Edges (kNN candidates, Exact influence) of every slice, the LiSSA comparison, residuals and seconds."
     import time
@@ -228,6 +231,7 @@ def graph_study(setup:dict,          # from `nli_head_setup` (the MNLI-trained m
     if out_dir is not None: _write_graph(out, setup, k, n_draw, damping, lissa_depth, out_dir)
     return out
 
+# %% ../../nbs/11b_graph.ipynb #1d7deb53
 def _write_graph(out, setup, k, n_draw, damping, depth, out_dir):
     "Write the markdown report and Fig. 5 of `graph_study`."
     import matplotlib.pyplot as plt

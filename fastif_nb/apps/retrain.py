@@ -173,6 +173,7 @@ def retrain_summary(df:pd.DataFrame)->pd.DataFrame:
     out['predicted'] = df.groupby(keys).predicted.mean()
     return out
 
+# %% ../../nbs/11_retrain.ipynb #49a0dd54
 def plot_retrain(df:pd.DataFrame, axs=None):
     "Fig. 10: mean change in test loss after retraining without m points, per bucket (correct / wrong)."
     import matplotlib.pyplot as plt
@@ -210,6 +211,7 @@ def cls_states(model,                 # BERT-family classifier in eval mode
     if f is not None: f.parent.mkdir(parents=True, exist_ok=True); torch.save(H, f)
     return H
 
+# %% ../../nbs/11_retrain.ipynb #8000f9da
 class HeadData(Dataset):
     "Pooled features (the classifier's input) and labels as `(x, y)` items; `cls` keeps the kNN features, `source` the texts."
     def __init__(self, pooled:torch.Tensor, labels, cls:torch.Tensor=None, source=None):
@@ -224,6 +226,7 @@ class HeadData(Dataset):
         return HeadData(self.pooled[idx], self.labels[idx], None if self.cls is None else self.cls[idx], src)
     def __repr__(self): return f"HeadData({len(self):,} rows, {self.pooled.shape[1]} features)"
 
+# %% ../../nbs/11_retrain.ipynb #c1d2286b
 def head_data(model, tokenizer, ds, **kw)->HeadData:
     "`ds` as the classifier's inputs: the model's pooled final [CLS] states (eval mode: dropout is the identity)."
     cls = cls_states(model, tokenizer, ds, **kw)
@@ -258,6 +261,7 @@ def pick_test_points(pred:torch.Tensor, labels, n_correct:int=5, n_wrong:int=5, 
         f"Only {len(r)} correct and {len(w)} wrong predictions; asked for {n_correct} and {n_wrong}.")
     return r + w
 
+# %% ../../nbs/11_retrain.ipynb #c87ff82b
 def nli_head_setup(model=None, tok=None,  # a BERT-family classifier and tokenizer (default: the cached fine-tuned MiniLM)
                    num_labels:int=2,     # label set of the data (and of `train_or_load(num_labels)`)
                    n_train:int=None,     # first rows of the 8,999-pair MNLI training sample (all if None)
@@ -314,12 +318,14 @@ def _influence_run(task, train, test, G, k, damping, depth, seed, cand):
     return dict(If=If, Il=Il, eig=(float(ev[0]), float(ev[1]), float(ev[-1])), residual_full=rf, residual_fast=rl,
                 corr=correlations(Il, torch.gather(If, 1, cand)), seconds=dict(full=tf, fast=tl), lissa_scale=lis.scale_)
 
+# %% ../../nbs/11_retrain.ipynb #408b84df
 def _grad_norm(task, train, flat):
     "‖∇ objective‖ over all of `train` at `flat` (0 at the optimum the influence function assumes)."
     th = flat.clone().requires_grad_()
     l = task.losses(task.batch(train, range(len(train))), th).mean() + task.reg(th)
     return float(torch.autograd.grad(l, th)[0].norm())
 
+# %% ../../nbs/11_retrain.ipynb #dfe52dae
 def retrain_study(setup:dict,              # from `nli_head_setup`
                   n_correct:int=5, n_wrong:int=5, # test points per bucket (dev-matched)
                   ms=(1, 5, 25, 50, 100),  # points removed
@@ -365,6 +371,7 @@ def retrain_study(setup:dict,              # from `nli_head_setup`
     if out_dir is not None: _write_retrain(out, setup, k, damping, lissa_depth, out_dir)
     return out
 
+# %% ../../nbs/11_retrain.ipynb #6b65e125
 def _model_line(setup)->str:
     "One sentence on the model of a setup: fine-tuned accuracy, and the retrained base's on the dev rows."
     acc = lambda p: float((p == setup['dev'].labels).float().mean())

@@ -68,6 +68,7 @@ def _step_direction(task, theta, batch, optimizer):
     g, = torch.autograd.grad(task.losses(batch, th).mean(), th)
     return g if optimizer == 'sgd' else g / (g.abs() + 1e-8)
 
+# %% ../../nbs/11a_simulate.ipynb #1c40c2b0
 def simulate(sim:ClassificationTask,   # the simulator's task (its model holds the architecture)
              sim_params:torch.Tensor,  # the simulator's flat parameters (`train_simulator`)
              train,                    # training dataset, gold labels
@@ -119,6 +120,7 @@ def simulation_summary(df:pd.DataFrame, # from `simulate`, with a `correct` colu
     t['best lr'] = curve.groupby(['correct', 'kind']).idxmin().map(lambda x: x[-1])
     return t
 
+# %% ../../nbs/11a_simulate.ipynb #0d1f77f8
 def plot_simulation(df:pd.DataFrame, ncols:int=5, tests=None):
     "Fig. 4 / 11: the simulator's loss against the learning rate, per test point: mean over fine-tuning points, min/max band."
     import matplotlib.pyplot as plt
@@ -192,6 +194,7 @@ def simulate_study(setup:dict,               # from `nli_head_setup` (the task m
     if out_dir is not None: _write_simulate(out, setup, damping, n, lrs, out_dir)
     return out
 
+# %% ../../nbs/11a_simulate.ipynb #fc3e47e2
 def _write_simulate(out, setup, damping, n, lrs, out_dir):
     "Write the markdown report and Fig. 11 of `simulate_study`."
     import matplotlib.pyplot as plt
