@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib, json, operator, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pad_sequence
@@ -147,15 +146,6 @@ class _Part(nn.Module):
         for i, layer in self.get_submodule(fam.layers).items(): h = fam.layer(self, int(i), layer, h, ctx)
         return h
 
-def _attn_mask(config, h:torch.Tensor, attention_mask):
-    "The 2-D attention mask, unchanged: `TopLayers.hidden` builds each family's own (kept for `FastIF._features`)."
-    return attention_mask
-
-def _run_layers(layers, h:torch.Tensor, mask)->torch.Tensor:
-    "Apply callables `layer(h, mask) -> h` in order (kept for `FastIF._features`, which gets `TopLayers.hidden`)."
-    for layer in layers: h = layer(h, mask)
-    return h
-
 # %% ../nbs/05_model.ipynb #089dcc75
 class FrozenPrefix(_Part):
     "Embeddings and encoder layers 0..n-1 of a supported classifier: token ids -> hidden states [B, L, d]."
@@ -175,7 +165,6 @@ class TopLayers(_Part):
         super().__init__(model, split_modules(model, n)[1], n)
         for p in self.family.shared:  # read by the prefix too (DeBERTa): trained, they would make the cache stale
             if _has(self, p): self.get_submodule(p.rstrip('?')).requires_grad_(False)
-        self._name = '_view'  # what FastIF._features reads: getattr(top, top._name).encoder.layer / .pooler
 
     def hidden(self, hidden_states:torch.Tensor, attention_mask=None)->torch.Tensor:
         "The last encoder layer's hidden states [B, L, d] from the prefix's."
@@ -191,9 +180,6 @@ class TopLayers(_Part):
         "The pooler's output for final hidden states `h` (families with a pooler: BERT)."
         if self.family.pooler is None: raise InfluenceInputError(f"{self.family.name} models have no pooler: use pooling='cls' or 'mean'.")
         return self.get_submodule(self.family.pooler)(h)
-
-    @property
-    def _view(self): return SimpleNamespace(encoder=SimpleNamespace(layer={'top': self.hidden}), pooler=self.pooled)
 
 # %% ../nbs/05_model.ipynb #e17ec5aa
 def split_at(model:nn.Module,       # a supported sequence classifier (eager attention)
