@@ -59,20 +59,24 @@ def test_pool_is_replaced_when_stale_or_broken(tiny):
     finally: fif.close()
     assert multiprocessing.active_children() == []
 
-def test_cli_workers(tiny, tmp_path):
+def test_cli_workers(tiny, tmp_path, capsys, monkeypatch):
+    "The CLI with --workers 2 (a real process, as users run it) gives the serial run's examples and scores; --workers 0 is refused."
+    from fastif_nb.cli import main
     model, tok = tiny
     model.save_pretrained(tmp_path); tok.save_pretrained(tmp_path)
-    base = [sys.executable, '-c', 'from fastif_nb.cli import main; main()', 'explain', '--model', str(tmp_path), '--num-labels', '3', '--n-train', '60',
-            '--n-frozen-layers', '2', '--k', '10', '--solver', 'lissa', '--depth', '10', '--repeats', '2', '--split', 'dev_matched', '--indices', '0,1', '--json']
+    args = ['explain', '--model', str(tmp_path), '--num-labels', '3', '--n-train', '60', '--n-frozen-layers', '2', '--k', '10',
+            '--solver', 'lissa', '--depth', '10', '--repeats', '2', '--split', 'dev_matched', '--indices', '0,1', '--json', '--threads', '1']
+    monkeypatch.setenv('FASTIF_CACHE', str(tmp_path))
+    main(args); one = json.loads(capsys.readouterr().out)          # serial: in this process
     env = {**os.environ, 'FASTIF_CACHE': str(tmp_path)}
-    one = json.loads(subprocess.run(base, capture_output=True, text=True, env=env, check=True).stdout)
-    two = json.loads(subprocess.run(base + ['--workers', '2'], capture_output=True, text=True, env=env, check=True).stdout)
+    two = json.loads(subprocess.run([sys.executable, '-m', 'fastif_nb.cli', *args, '--workers', '2'], capture_output=True, text=True,
+                                    env=env, check=True).stdout)
     ids = lambda res: [[e['train_index'] for e in d['helpful'] + d['harmful']] for d in res]  # helpful = negative only: may be empty
     assert ids(one) == ids(two)
     for a, b in zip(one, two):
         for x, y in zip(a['helpful'] + a['harmful'], b['helpful'] + b['harmful']): assert x['influence'] == pytest.approx(y['influence'], rel=1e-3)
-    bad = subprocess.run(base + ['--workers', '0'], capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and '--workers must be >= 1' in bad.stderr
+    with pytest.raises(SystemExit) as e: main(args + ['--workers', '0'])
+    assert e.value.code == 2 and '--workers must be >= 1' in capsys.readouterr().err
 
 def test_explain_refuses_a_changed_prefix():
     "Frozen-prefix weights changed after FastIF cached the training states -> a clear error, not silently stale scores."
