@@ -158,10 +158,9 @@ class BlockCG(Solver):
             f"Need rank >= 0, maxiter >= 1 and tol > 0; got {rank}, {maxiter}, {tol}.")
         if hessian_size is not None: hessian_size = _check_number('hessian_size', hessian_size, int, 1, hint="Pass None for all examples.")
         if fit_size is not None: fit_size = _check_number('fit_size', fit_size, int, 2, hint="Pass None to fit on the Hessian set.")
-        self.fit_size = fit_size
         self.damping, self.tol, self.maxiter, self.rank, self.batch_size, self.hvp_method = damping, tol, maxiter, rank, batch_size, hvp_method
         self.margin, self.floor, self.fit_tol, self.fit_maxiter, self.cache_dir = margin, floor, fit_tol, fit_maxiter, cache_dir
-        self.progress, self.seed, self.fit_, self.hessian_size = progress, seed, None, hessian_size
+        self.progress, self.seed, self.fit_, self.hessian_size, self.fit_size = progress, seed, None, hessian_size, fit_size
 
     def __repr__(self):
         "The settings that differ from the defaults (the full list is in the signature)."

@@ -10,7 +10,7 @@ import torch.nn as nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 from fastcore.basics import patch
 from .errors import InfluenceInputError, FastIFWarning
-from .model import TopLayers, _parts
+from .model import TopLayers, _parts, _check_n, n_layers
 
 # %% auto #0
 __all__ = ['cls_attention', 'cls_layer', 'ClsTop', 'cls_top']
@@ -119,14 +119,15 @@ def check(self:ClsTop):
 # %% ../nbs/05a_cls_top.ipynb #5471684c
 def cls_top(model:nn.Module,        # a BERT-family sequence classifier
             n_frozen_layers:int,     # encoder layers 0..n-1 are in the (cached) prefix
-            fallback:bool=True,      # if the model is not of ClsTop's shape: warn and return TopLayers (else raise)
+            fallback:bool=True,      # if the model is not of ClsTop's shape: return TopLayers (else raise)
+            warn:bool=True,          # say so when falling back (fine-tuning falls back silently: only its speed differs)
            )->TopLayers:             # a ClsTop, or a TopLayers
     "The fastest exact top for `model`: `ClsTop` where it applies, else `TopLayers` (with a warning saying why)."
-    top = TopLayers(model, n_frozen_layers)  # validates the split
-    why = _shape_problem(model, top.n_frozen_layers)
-    if why is None: return ClsTop(model, n_frozen_layers)  # its logits check still refuses a model that reads more than [CLS]
+    why = _shape_problem(model, _check_n(n_frozen_layers, n_layers(model)))
+    # the logits check still refuses a model that reads more than [CLS]; it needs dropout off, so not in train mode
+    if why is None: return ClsTop(model, n_frozen_layers, check=not model.training)
     if not fallback: raise InfluenceInputError(f"ClsTop cannot represent {type(model).__name__} split at {n_frozen_layers} layers: {why}.")
-    warnings.warn(FastIFWarning(
+    if warn: warnings.warn(FastIFWarning(
         f"{type(model).__name__}: the structured [CLS] top does not apply ({why}), so influence runs on the unstructured "
         "TopLayers: the same numbers, several times slower. FastIF(..., structured=False) chooses it without this warning."))
-    return top
+    return TopLayers(model, n_frozen_layers)

@@ -371,7 +371,7 @@ def build_explorer(config:dict)->Explorer:
     "The explorer of a `fastif explore` configuration (the command-line options as a dict)."
     import argparse
     from fastif_nb.fastif import FastIF
-    from fastif_nb.cli import load_model, train_data, cache_dir
+    from fastif_nb.cli import load_model, train_data, cache_dir, lissa_settings
     a = argparse.Namespace(**config)
     if a.tiny:
         a.n_train, a.n_frozen_layers = a.n_train or 200, 2 if a.n_frozen_layers is None else a.n_frozen_layers
@@ -381,9 +381,7 @@ def build_explorer(config:dict)->Explorer:
         model, tok = load_model(a)   # fills in the default n_frozen_layers
         index_path = str(cache_dir(a) / f"index_{'custom' if a.model else 'minilm'}_{a.num_labels}l_{a.n_train or 'all'}.faiss")  # as `fastif index`
     fif = FastIF(model, tok, train_data(a), n_frozen_layers=a.n_frozen_layers, index_path=index_path, progress=False)
-    d = Settings(k=min(a.k, len(fif.train)), depth=a.depth or 1000, batch_size=a.batch_size or 1, repeats=a.repeats or 1,
-                 damping=0.01 if a.damping is None else a.damping,
-                 workers=a.workers, seed=a.seed, top=a.top)
+    d = Settings(k=min(a.k, len(fif.train)), **lissa_settings(a), workers=a.workers, seed=a.seed, top=a.top)
     return Explorer(fif, defaults=d, scan=a.scan)
 
 def app_from_env(var:str='FASTIF_EXPLORE')->ExplorerUI:

@@ -16,7 +16,7 @@ from .errors import InfluenceInputError, WorkerError, _check_number
 from .task import ClassificationTask
 from .lissa import LiSSA
 from .blockcg import BlockCG
-from .influence import InfluenceResult, influence, _influence
+from .influence import InfluenceResult, influence, _influence, _CERTIFICATE
 from .data import TextPairDataset, as_text_pair_dataset
 from .text import tokenize, text_source, describe_item
 from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset, prefix_fingerprint, check_prefix
@@ -196,7 +196,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     else: r = _influence(self.task, self.train_cached, test_cached, solver or self.solver, cand, self.batch_size,
                          score_method, self.progress, uncertainty=uncertainty)
     return Explanation(r['scores'], r['indices'], self.train_cached, test, probs, target, k, time.perf_counter() - t0,
-                       **{c: r[c] for c in ('stderr', 'stability', 'residual', 'effective_damping', 'residual_all')})
+                       **{c: r[c] for c in _CERTIFICATE})
 
 # %% ../nbs/07_fastif.ipynb #f2ded0db
 def _pack(cached:CachedDataset)->dict:

@@ -16,10 +16,10 @@ from .data import load_mnli
 from .text import tokenize, length_sorted_batches
 from .model import (DEFAULT_FROZEN, CachedDataset, cache_prefix, freeze, load_classifier, n_layers, split_at, _check_n,
                              _quiet_hf)
-from .clstop import ClsTop, _shape_problem
+from .clstop import cls_top
 
 # %% auto #0
-__all__ = ['RECIPE_VERSION', 'fast_top', 'finetune', 'evaluate', 'default_cache_dir', 'train_or_load']
+__all__ = ['RECIPE_VERSION', 'finetune', 'evaluate', 'default_cache_dir', 'train_or_load']
 
 # %% ../nbs/05b_finetune.ipynb #8c7bd71b
 def _lr_lambda(total:int, warmup:float):
@@ -73,14 +73,7 @@ def _setup(model, train_ds, n_frozen_layers, freeze_embeddings)->tuple:
     if not freeze_embeddings: raise InfluenceInputError(
         "A CachedDataset fixes the embeddings; pass freeze_embeddings=True, or train on the TokenizedDataset instead.")
     freeze(model, n)
-    return fast_top(model, n), n
-
-def fast_top(model:nn.Module, # a supported classifier
-             n:int,           # frozen encoder layers
-            )->nn.Module:     # a `ClsTop` where the model has its shape, else `TopLayers`
-    "The top to train and evaluate on cached states: `ClsTop` (the last layer for [CLS] only) where it applies, silently."
-    if _shape_problem(model, n) is None: return ClsTop(model, n, check=not model.training)
-    return split_at(model, n)[1]
+    return cls_top(model, n, warn=False), n  # ClsTop where it applies: the same training, a fraction of the cost
 
 # %% ../nbs/05b_finetune.ipynb #5afd69a6
 def finetune(model:nn.Module,          # BERT-family classifier, e.g. from `load_classifier`
@@ -288,7 +281,7 @@ def train_or_load(cache_dir=None,           # folder of saved models (default: `
                           warmup=warmup, seed=seed, progress=progress)
     t2 = time.time()
     dev = _mnli_prefix(model, settings["backbone"], "dev_matched", num_labels, n_dev, **args, sample=eval_rows)
-    acc, _ = evaluate(fast_top(model, n_frozen_layers), dev, progress=progress)
+    acc, _ = evaluate(cls_top(model, n_frozen_layers, warn=False), dev, progress=progress)
     info = dict(settings=settings, label_names=[model.config.id2label[i] for i in range(num_labels)], dev_accuracy=acc,
                 n_train=len(train), n_dev=len(dev), prefix_seconds=t1 - t0, train_seconds=t2 - t1,
                 eval_seconds=time.time() - t2, threads=torch.get_num_threads(), trainable=log["trainable"],

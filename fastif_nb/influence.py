@@ -142,6 +142,8 @@ def _stability(It:torch.Tensor, n:int=10)->torch.Tensor:
     return (same(True) + same(False)) / 2
 
 # %% ../nbs/03_influence.ipynb #1c3708f1
+_CERTIFICATE = ('stderr', 'stability', 'residual', 'effective_damping', 'residual_all')  # what a result carries beside its scores
+
 def _influence(task:Task, train, test, solver:Solver, candidates=None, batch_size:int=64, score_method:str='auto',
                progress:bool=True, nonfinite:str='raise', uncertainty='auto')->dict:
     "The engine behind `influence`: a dict of scores [m, k], indices, stderr, stability and the solve's certificate."
@@ -293,5 +295,4 @@ def influence(task:Task, # model + parameters + objective
              )->InfluenceResult:       # scores [m, k] (positive = harmful) with their training indices and error bars
     "Influence of the candidate training points on each test point: the one entry point of the engine."
     r = _influence(task, train, test, solver, candidates, batch_size, score_method, progress, nonfinite, uncertainty)
-    return InfluenceResult(r['scores'], r['indices'], train, stderr=r['stderr'], stability=r['stability'],
-                           residual=r['residual'], effective_damping=r['effective_damping'], residual_all=r['residual_all'])
+    return InfluenceResult(r['scores'], r['indices'], train, **{c: r[c] for c in _CERTIFICATE})

@@ -17,6 +17,7 @@ from .model import freeze, n_layers, reuse_prefix, _quiet_hf
 from .text import text_source
 from .data import TextPairDataset
 from .fastif import FastIF, Explanation
+from .influence import _CERTIFICATE
 
 # %% auto #0
 __all__ = ['TopOnlyWarning', 'load_checkpoint', 'trainer_weight_decay']
@@ -188,5 +189,5 @@ def load(cls:Explanation, path)->Explanation:
              meta.get('k'), meta.get('seconds', 0.0), stderr=None if se is None else torch.tensor(se, dtype=torch.float32),
              residual=meta.get('residual'), effective_damping=meta.get('effective_damping'), residual_all=meta.get('residual_all'),
              stability=None if meta.get('stability') is None else torch.tensor(meta['stability']))
-    ex.settings = {k: v for k, v in meta.items() if k not in ('k', 'seconds', 'label_names', 'residual', 'effective_damping', 'residual_all', 'stability')}
+    ex.settings = {k: v for k, v in meta.items() if k not in ('k', 'seconds', 'label_names', *_CERTIFICATE)}
     return ex

@@ -137,12 +137,6 @@ def _exact_residual(fif, test_cached, X, damping:float)->torch.Tensor:
     V = query_gradients(fif.task, test_cached).T
     return (data_hvp(fif.task, fif.train_cached, X, 64) + damping * X - V).norm(dim=0) / V.norm(dim=0)
 
-def _solution(fif, s, test_cached)->torch.Tensor:
-    "The s_test [p, m] that solver `s` just used: LiSSA's mean of its repetitions; a deterministic solver solves again."
-    if getattr(s, 'estimates_', None) is not None: return s.estimates_.sum(0) / s.repeats
-    from fastif_nb.influence import query_gradients
-    return s.solve(fif.task, fif.train_cached, query_gradients(fif.task, test_cached).T, progress=False)
-
 def _certificate(name:str, s, ex, exact:torch.Tensor, secs:float)->dict:
     "One row of `trust_report`: the solver's own certificate, the exact residual on all N, the error bars (if any)."
     row = dict(config=name, solver=repr(s), damping=getattr(s, 'damping_', s.damping), effective_damping=s.effective_damping_,
@@ -167,7 +161,7 @@ def trust_report(fif,              # a `FastIF`
     for name, s in configs.items():
         t0 = time.perf_counter(); ex = fif.explain(test, k=k, solver=s); secs = time.perf_counter() - t0
         damping = getattr(s, 'damping_', s.damping)  # BlockCG's fitted value for damping='auto'
-        rows.append(_certificate(name, s, ex, _exact_residual(fif, test_cached, _solution(fif, s, test_cached), damping), secs))
+        rows.append(_certificate(name, s, ex, _exact_residual(fif, test_cached, s.solution_, damping), secs))
         if bars is None and ex.stderr is not None:
             bars = ex.to_pandas(n).drop(columns='text').assign(text=lambda d: d.train_idx.map(lambda i: ex.describe(i)[:60]))
     cert = pd.DataFrame(rows)

@@ -45,6 +45,7 @@ class Solver:
             f"{type(self).__name__} returned NaN/inf: the system H + damping·I is singular or the solve diverged. "
             "Increase damping (e.g. 0.01).")
         self._certify(task, train, M, X)
+        self.solution_ = X  # [p, m]: what the certificate is about (`quality.trust_report` checks it independently)
         return X[:, 0] if single else X
     def _solve_part(self, task, train, M, err, progress)->tuple:
         "This rank's share of the distributed solve, as (part, error): rank 0 solves, the others contribute zeros."
