@@ -81,7 +81,8 @@ def run_quality(fif, test,          # FastIF object and the test examples
                 out_dir=None,        # write quality.md and recall.png here (if given)
                 ks=(10, 100, 300, 1000, 3000), # k values of the recall table
                 ms=(10, 100),        # top-m sizes of the recall table
-                reference=None):     # a converged solver (e.g. BlockCG on all N): rows against it, and the recall's truth
+                reference=None,      # a converged solver (e.g. BlockCG on all N): rows against it, and the recall's truth
+                default=None):       # FastIF's own solver (e.g. `default_solver()`): its Fast row against the reference
     "Fast vs Full (and vs a converged reference) correlations, seed-to-seed ceilings and kNN recall on `test`."
     ref, t_ref = _timed(fif.explain, test, k=None, solver=reference) if reference is not None else (None, None)
     full, t_full = _timed(fif.explain, test, k=None, solver=full_solver)
@@ -97,11 +98,15 @@ def run_quality(fif, test,          # FastIF object and the test examples
     if ref is not None:
         rows = {f'Fast (k={k}) vs converged reference': (fast.scores, torch.gather(ref.scores, 1, idx)),
                 'Full vs converged reference (all N)': (full.scores, ref.scores), **rows}
+    if ref is not None and default is not None:
+        dflt, t_dflt = _timed(fif.explain, test, k=k, solver=default)
+        rows = {f'FastIF default (k={k}) vs converged reference': (dflt.scores, torch.gather(ref.scores, 1, dflt.indices)), **rows}
     corr = {name: correlations(a, b).assign(correct=ok) for name, (a, b) in rows.items()}
     q = torch.as_tensor(fif.index.search(fif._features(fif._prepare(test)[-1]), len(fif.train))[1])  # explain's kNN order, over all N
     rec = recall_table(q, (full if ref is None else ref).scores, ks=ks, ms=ms)
     secs = dict(full=t_full, full_on_candidates=t_full2, fast=t_fast, reference=t_ref,
-                reference_residual=None if ref is None else ref.residual)
+                reference_residual=None if ref is None else ref.residual,
+                default=t_dflt if default is not None and ref is not None else None, default_solver=default)
     if out_dir is not None:
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
         ax = plot_recall_table(rec); ax.figure.savefig(out / 'recall.png', dpi=120, bbox_inches='tight'); plt.close(ax.figure)
@@ -119,11 +124,12 @@ def _report(fif, corr:dict, rec, fast_solver, full_solver, k:int, secs:dict, m:i
              f"the second seed on the kNN candidates only: {secs['full_on_candidates']:.0f} s).  ",
              f"Fast: kNN k={k}, {fast_solver!r} ({secs['fast']:.0f} s).  ",
              (f"Converged reference: all N, relative residual {secs['reference_residual']:.1e} ({secs['reference']:.0f} s); "
-              "the recall table's truth.\n" if secs.get('reference') is not None else "\n"),
+              "the recall table's truth.  " if secs.get('reference') is not None else ""),
+             (f"FastIF default: kNN k={k}, {secs['default_solver']!r} ({secs['default']:.0f} s).\n" if secs.get('default') is not None else "\n"),
              '| comparison (×100, mean ± std over test points) | Pearson | Spearman | Kendall |', '|---|---|---|---|']
     for name, df in corr.items():
         lines.append(_row(name, df))
-        if name.startswith('Fast (') and ('T=2' in name or 'converged' in name):
+        if name.startswith(('Fast (', 'FastIF default')) and ('T=2' in name or 'converged' in name):
             for ok, g in df.groupby('correct'): lines.append(_row(f"… {'correct' if ok else 'wrong'} predictions ({len(g)})", g))
     lines += ['| paper: Fast (k=10³) vs Full (BERT-base, N=392,702) | 99.8 ± 0.3 | 99.5 ± 1.3 | 96.9 ± 2.8 |', '',
               '## kNN recall R@m (mean over test points) vs random selection\n', rec.to_markdown(index=False, floatfmt='.3f')]

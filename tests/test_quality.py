@@ -48,13 +48,15 @@ def test_trust_report_certifies_block_cg_and_lissa(fif, tmp_path):
     assert len(bars) > 0 and bars.stderr.notna().all()  # the error-bar table is LiSSA's (the first with error bars)
     assert 'Error bars (lissa)' in (tmp_path / 'trust.md').read_text()
 
-def test_reference_rows(fif):
+def test_reference_rows(fif, tmp_path):
     "With the reference as Full (same deterministic solve), Full vs reference is exact; Fast vs reference is scored on Fast's candidates."
     from fastif_nb.blockcg import BlockCG
     dev = load_mnli('dev_matched').subset(range(2))
     cg = BlockCG(damping=2.0, tol=1e-6, progress=False)
     lissa = LiSSA(depth=15, batch_size=2, repeats=1, damping=2.0, scale=20., seed=3)
-    corr, rec, secs = run_quality(fif, dev, lissa, cg, k=30, ks=(5, 30), ms=(5,), reference=cg)
-    np.testing.assert_allclose(corr['Full vs converged reference (all N)'][['pearson', 'spearman', 'kendall']].values, 100, atol=1e-6)
-    assert list(corr)[:2] == ['Fast (k=30) vs converged reference', 'Full vs converged reference (all N)']
+    corr, rec, secs = run_quality(fif, dev, lissa, cg, k=30, ks=(5, 30), ms=(5,), reference=cg, default=cg, out_dir=tmp_path)
+    for row in ('Full vs converged reference (all N)', 'FastIF default (k=30) vs converged reference'):  # the same solve as the reference
+        np.testing.assert_allclose(corr[row][['pearson', 'spearman', 'kendall']].values, 100, atol=1e-6)
+    assert list(corr)[:3] == ['FastIF default (k=30) vs converged reference', 'Fast (k=30) vs converged reference', 'Full vs converged reference (all N)']
+    assert 'FastIF default: kNN k=30, BlockCG(' in (tmp_path / 'quality.md').read_text()
     assert (corr['Fast (k=30) vs converged reference'].pearson < 100 - 1e-6).all() and secs['reference_residual'] <= 1.01e-6
