@@ -72,12 +72,6 @@ def _fingerprint(task, V)->list:
     ts = [task.flat_params().double(), V.double() if V is not None else torch.zeros(1, dtype=torch.float64)]
     return [f for t in ts for f in (t.sum().item(), t.abs().sum().item())]
 
-def _gather_rows(D, n:int, lo:int, like:torch.Tensor, err, what:str)->torch.Tensor:
-    "Every rank's shard `D` (rows lo:lo+len(D) of `n`) in candidate order on every rank: one sum of zero-padded blocks."
-    full = like.new_zeros(n, like.shape[1])
-    if err is None: full[lo:lo + len(D)] = D
-    return _sync_sum(full, err, (), what)
-
 def _attempt(f, *args):
     "(f(*args), None), or (None, the exception) if it raised: a failing rank still enters the next collective."
     try: return f(*args), None

@@ -6,13 +6,13 @@
 __all__ = ['default_solver', 'fast_lissa', 'FastIF', 'Explanation']
 
 # %% ../nbs/07_fastif.ipynb #456ce24e
-import re, sys, time, warnings
+import time, warnings
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 import pandas as pd
 from fastcore.basics import patch
-from .errors import InfluenceInputError, WorkerError, _check_number
+from .errors import InfluenceInputError, _check_number
 from .task import ClassificationTask
 from .lissa import LiSSA
 from .blockcg import BlockCG
@@ -23,7 +23,7 @@ from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset, prefix
 from .clstop import ClsTop, cls_top
 from .knn import FeatureIndex, fingerprint, pool_states
 from .distributed import rank_device
-from .parallel import WorkerPool, influence_job
+from .parallel import WorkerPool
 
 # %% ../nbs/07_fastif.ipynb #36f12c16
 def default_solver(hessian_size:int=None, # H over a seeded random subsample of this many training examples (None: all N)
@@ -226,10 +226,6 @@ def _top_setup(config,                 # the model's config
     if rank_device().type == 'cuda': task.to(rank_device())
     return dict(task=task, train=train)
 
-def _cached_job(state:dict, test:dict, *args, **kwargs)->torch.Tensor:
-    "Pool job on each worker: `influence_job` for packed cached test points."
-    return influence_job(state, _unpack(test), *args, **kwargs)
-
 def _cached_result_job(state:dict, test:dict, solver, candidates, batch_size:int, score_method:str, uncertainty)->dict:
     "Pool job on each worker: the engine's full result (scores, error bars, certificate) for packed cached test points."
     r = _influence(state['task'], state['train'], _unpack(test), solver, candidates, batch_size, score_method, False,
@@ -249,16 +245,8 @@ def pool(self:FastIF, workers:int=2,   # worker processes (W)
         warnings.warn(f"FastIF's worker pool broke ({p.closed_reason or 'a worker died'}); starting a new one.")
     self.close()
     state = {k: v.detach().to('cpu', copy=True) for k, v in self.top.state_dict().items()}
-    try: self._pool = WorkerPool(workers, _top_setup, (self.model.config, state, self.n_frozen_layers, self.task.weight_decay,
-                                 _pack(self.train_cached), isinstance(self.top, ClsTop)), backend=backend, timeout=3600. if timeout is None else timeout)
-    except WorkerError as e:
-        script = _unguarded_main()
-        if script is None: raise  # not the missing-guard case: the pool's own error says why
-        raise WorkerError(
-            f"The worker processes died at start-up, and the script {script} has no `if __name__ == \"__main__\":` guard. "
-            "Workers are started with 'spawn', which re-imports that script, so its top-level code (building FastIF, calling "
-            "explain) runs again in every worker and fails. Put the script's top-level code under "
-            "`if __name__ == \"__main__\":` (or use workers=1).") from e
+    self._pool = WorkerPool(workers, _top_setup, (self.model.config, state, self.n_frozen_layers, self.task.weight_decay,
+                            _pack(self.train_cached), isinstance(self.top, ClsTop)), backend=backend, timeout=3600. if timeout is None else timeout)
     self._pool_key = key
     return self._pool
 
@@ -272,14 +260,6 @@ def close(self:FastIF):
 def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str, uncertainty='auto', timeout=None)->dict:
     "The engine's result for the cached test points, computed on the persistent pool of `workers` processes."
     return self.pool(workers, timeout=timeout).run(_cached_result_job, _pack(test_cached), solver, cand, self.batch_size, score_method, uncertainty)
-
-def _unguarded_main()->str:
-    "The path of the running script if it has no `if __name__ == '__main__':` guard, else None."
-    f = getattr(sys.modules.get('__main__'), '__file__', None)
-    if not f or not str(f).endswith('.py'): return None
-    try: src = open(f, encoding='utf-8').read()
-    except OSError: return None
-    return None if re.search(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""", src) else f
 
 # %% ../nbs/07_fastif.ipynb #ff1c3707
 @patch

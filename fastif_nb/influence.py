@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .errors import InfluenceInputError, FastIFWarning, _check_number
 from .task import Task, NonFiniteError, _nonfinite_message
 from .solvers import Solver
-from .distributed import world, shard_range, _attempt, _gather_rows
+from .distributed import world, shard_range, _attempt, _sync_sum
 
 # %% ../nbs/03_influence.ipynb #c151a9e5
 def _check_data(task, data, what):
@@ -64,7 +64,9 @@ def score_candidates(task:Task, # the task
     if W == 1: return _score(task, train, S, cand, batch_size, score_method, progress)
     lo, hi = shard_range(len(cand), rank, W)
     D, err = _attempt(_score, task, train, S, cand[lo:hi], batch_size, score_method, progress and rank == 0)
-    return _gather_rows(D, len(cand), lo, S, err, "candidate scoring")
+    full = S.new_zeros(len(cand), S.shape[1])  # every rank's rows in candidate order: one sum of zero-padded blocks
+    if err is None: full[lo:hi] = D
+    return _sync_sum(full, err, (), "candidate scoring")
 
 # %% ../nbs/03_influence.ipynb #256ae110
 def _score(task, train, S, cand, batch_size, score_method, progress):

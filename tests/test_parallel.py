@@ -1,6 +1,6 @@
 """The engine's distributed branch on 2-3 gloo CPU processes (a `WorkerPool`): serial == parallel (Exact, CG, LiSSA with
 even/uneven T, auto-rescale, candidate sharding, per-test candidates, cached-prefix BERT), a bad rank inside the engine
-(NaN data, a different model), and the command line / torchrun. Raise / die / hang of a rank: tests/test_pool.py."""
+(NaN data, a different model), and a user's script under torchrun. Raise / die / hang of a rank: tests/test_pool.py."""
 import os, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
@@ -101,8 +101,6 @@ def test_ranks_built_differently():
         parallel(_rank_poisoned, 2, dict(mode='model'), timeout=120)
 
 def test_bad_input(monkeypatch):
-    with pytest.raises(InfluenceInputError, match="package.module:function"): _build('fastif_nb.parallel')
-    with pytest.raises(InfluenceInputError, match='Cannot import the builder'): _build('no_such_module_xyz:build')
     with pytest.raises(InfluenceInputError, match='must return'): _build(lambda: (1, 2))
     task, train, test, solver, _ = demo_problem()
     with pytest.raises(InfluenceInputError, match='must be a Solver'): influence(task, train, test, 'exact')
@@ -122,21 +120,23 @@ def _cli(args, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
-KW = '{"solver": "lissa", "repeats": 3, "candidates": [5, 8, 13]}'
+# The multi-node recipe of nbs/06b_parallel.ipynb: a user's script under torchrun, one rank of the same engine per process.
+SCRIPT = """import sys, torch, torch.distributed as dist
+from fastif_nb.distributed import init_from_env, world
+from fastif_nb.influence import influence
+from fastif_nb.testing import demo_problem
 
-def test_cli_spawns_workers(tmp_path):
-    out = tmp_path / 'scores.pt'
-    r = _cli([sys.executable, '-m', 'fastif_nb.parallel', '--builder', 'fastif_nb.testing:demo_problem', '--kwargs', KW,
-              '--workers', '2', '--timeout', '300', '--out', str(out)], tmp_path)
-    assert 'influences: (4, 3)' in r.stdout
-    saved = torch.load(out)
-    assert saved['builder'] == 'fastif_nb.testing:demo_problem'
-    assert (saved['scores'] - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL
+if __name__ == '__main__':
+    init_from_env()
+    task, train, test, solver, kw = demo_problem(solver='lissa', repeats=3, candidates=[5, 8, 13])
+    scores = influence(task, train, test, solver, **kw).scores
+    if world()[0] == 0: torch.save(scores, sys.argv[1])
+    dist.destroy_process_group()
+"""
 
 def test_torchrun(tmp_path):
     torchrun = Path(sys.executable).parent / 'torchrun'
     if not torchrun.exists(): pytest.skip('torchrun is not installed next to this Python')
-    out = tmp_path / 'scores.pt'
-    _cli([str(torchrun), '--standalone', '--nproc-per-node', '2', '-m', 'fastif_nb.parallel', '--builder',
-          'fastif_nb.testing:demo_problem', '--kwargs', KW, '--timeout', '300', '--out', str(out)], tmp_path)
-    assert (torch.load(out)['scores'] - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL
+    (tmp_path / 'run_influence.py').write_text(SCRIPT); out = tmp_path / 'scores.pt'
+    _cli([str(torchrun), '--standalone', '--nproc-per-node', '2', 'run_influence.py', str(out)], tmp_path)
+    assert (torch.load(out) - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL

@@ -1,7 +1,7 @@
 """WorkerPool (fastif_nb.parallel) on 2 gloo CPU processes: persistent workers equal serial on consecutive jobs and keep
 their PIDs; failures (a rank raises, dies between or during jobs, hangs, setup fails) are loud, never hang, close the
 pool and leave no process behind; close(), garbage collection and interpreter exit stop the workers."""
-import multiprocessing, os, signal, subprocess, sys, time
+import multiprocessing, os, signal, subprocess, sys, time, types
 from pathlib import Path
 import pytest, torch
 from torch.utils.data import Subset
@@ -160,6 +160,18 @@ def test_rendezvous_port_refuses_non_loopback_connections():
         assert len(parent) == 1 and all(ipaddress.ip_address(l.ip).is_loopback for l in parent + workers), (parent, workers)
         assert pool.run(_pool_pids) == pool.pids  # and the pool works
     assert socket.socket().connect_ex(('127.0.0.1', pool.port)) != 0  # closed with the pool
+
+@pytest.mark.parametrize('src,guarded', [("fif.explain(x, workers=2)\n", False), ("if __name__ == '__main__':\n    main()\n", True),
+                                         ('if "__main__" == __name__: main()\n', True)])
+def test_guard_hint_reads_the_script(tmp_path, monkeypatch, src, guarded):
+    "The hint appears only when every worker exited with code 1 and the main script has no guard."
+    from fastif_nb.parallel import _main_guard_hint
+    f = tmp_path / 's.py'; f.write_text(src)
+    monkeypatch.setitem(sys.modules, '__main__', types.SimpleNamespace(__file__=str(f)))
+    assert (_main_guard_hint([1, 1]) == '') == guarded
+    assert _main_guard_hint([1, -9]) == ''  # a rank killed by a signal: not a re-import failure
+    monkeypatch.setitem(sys.modules, '__main__', types.SimpleNamespace())  # a notebook or the REPL: no script
+    assert _main_guard_hint([1, 1]) == ''
 
 def test_script_without_main_guard_gets_a_hint(tmp_path):
     "A script that starts a pool at module level makes every spawned worker fail on re-import: the error says why."
