@@ -49,6 +49,7 @@ def _labels(task:ClassificationTask, data, what:str)->torch.Tensor:
         "(e.g. -1 for 'unlabelled'): anchors and candidates need gold labels, since the step follows their loss.")
     return y
 
+# %% ../../nbs/12_correct.ipynb #25a3eb22
 def _check_inputs(task, train, valid, test, pool, strategy, n_anchors, n_points, iterations, lr):
     "Validate the arguments of `correct` with actionable messages."
     if strategy not in STRATEGIES: raise InfluenceInputError(f"strategy={strategy!r}: use one of {STRATEGIES}.")
@@ -88,12 +89,14 @@ def _assign(task:ClassificationTask, flat:torch.Tensor):
     with torch.no_grad():
         for n, t, s in zip(task.names, flat.split(task.sizes), task.shapes): pd_[n].copy_(t.view(s))
 
+# %% ../../nbs/12_correct.ipynb #800a1b1e
 def _grad(task:ClassificationTask, batch, decay:bool=True)->torch.Tensor:
     "Gradient of the mean loss of `batch` (plus the decay term if `decay`) w.r.t. the task's flat parameters."
     flat = task.flat_params().requires_grad_(True)
     obj = task.objective(batch, flat) if decay else task.losses(batch, flat).mean()
     return torch.autograd.grad(obj, flat)[0].detach()
 
+# %% ../../nbs/12_correct.ipynb #1ef4c00a
 def gradient_step(task:ClassificationTask, # the task whose model is updated in place
                   data,                    # map-style dataset holding the points
                   idxs,                    # which points of `data` to step on
@@ -137,6 +140,7 @@ def _knn_candidates(index, valid_features, anchor_idx, k):
     "The `k` pool points nearest to the mean feature of the anchors."
     return torch.as_tensor(index.search_mean(valid_features[np.asarray(anchor_idx)], k)[1], dtype=torch.long)
 
+# %% ../../nbs/12_correct.ipynb #1da645bc
 def _pick(strategy, scores, cand, n, rng, n_pool, anchor_idx):
     "Indices (into the pool, or the validation split for 'anchors') of the points to step on."
     if strategy == 'anchors': return torch.as_tensor(anchor_idx)
@@ -144,6 +148,7 @@ def _pick(strategy, scores, cand, n, rng, n_pool, anchor_idx):
     order = torch.argsort(scores, descending=strategy == 'harmful', stable=True)
     return cand[order[:n]]
 
+# %% ../../nbs/12_correct.ipynb #e29c3048
 def correct(task:ClassificationTask,  # model (eval mode) + parameters + training objective; the model is copied, not changed
             train,                     # the model's training data: defines the Hessian H of the influence
             valid,                     # the slice's labelled validation split: anchors are sampled from it
@@ -287,6 +292,7 @@ def head_dataset(model,                 # a BERT-family classifier with a pooler
         ds = cache_prefix(model, tokenize(ds, tokenizer, max_length=max_length), n_layers(model) - 1, batch_size, progress)
     return CachedDataset(_final_cls(model, ds, batch_size), ds.labels, n_layers(model), source=ds.source)
 
+# %% ../../nbs/12_correct.ipynb #e17b146d
 def head_task(model,                    # the classifier `head_dataset` was computed with
               weight_decay:float=0.005, # the training objective's weight decay (enters H and every step)
              )->ClassificationTask:     # influence and steps over the pooler and classifier

@@ -151,12 +151,14 @@ def wrong_slices(task, data:dict, n:int=100, seed:int=0)->dict:
         out[name] = d.subset(bad[torch.randperm(len(bad), generator=g)[:n]])
     return out
 
+# %% ../../nbs/11b_graph.ipynb #90b2d688
 def _hans_data(model, tok, df):
     "A HANS DataFrame as `HeadData` with its heuristic per row."
     from fastif_nb.data import hans_dataset
     from fastif_nb.apps.retrain import head_data
     return head_data(model, tok, hans_dataset(df.reset_index(drop=True)))
 
+# %% ../../nbs/11b_graph.ipynb #23dc59cd
 def _heuristic_split(model, tok, gen, real)->dict:
     "HANS (L/S/C) slices: the generated rows plus the real rows of each heuristic."
     out = {}

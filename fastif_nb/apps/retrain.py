@@ -305,6 +305,7 @@ def _solve_and_score(task, train, G, solver, cand=None):
     secs = time.process_time() - t0
     return X, I, relative_residual(task, train, X, G.T, solver.damping), secs
 
+# %% ../../nbs/11_retrain.ipynb #b3f229e6
 def _influence_run(task, train, test, G, k, damping, depth, seed, cand):
     "Full (Exact, all N) and Fast (kNN + LiSSA) influences on the test points, with eigenvalues, residuals and seconds."
     from fastif_nb.solvers import Exact
@@ -381,6 +382,7 @@ def _model_line(setup)->str:
             f"On the first {len(setup['dev'])} dev-matched rows: accuracy {acc(setup['dev_pred_tuned']):.2%} with its own classifier, "
             f"{acc(setup['dev_pred']):.2%} with the classifier retrained by the recipe (the base of the applications).  ")
 
+# %% ../../nbs/11_retrain.ipynb #d2caebaa
 def _write_retrain(out, setup, k, damping, depth, out_dir):
     "Write the markdown report and Fig. 10 of `retrain_study`."
     import matplotlib.pyplot as plt
