@@ -37,10 +37,12 @@ def _common(p:argparse.ArgumentParser):
     g.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', action='store_true', help='print the result as JSON only on stdout (messages go to stderr)')
 
+# %% ../nbs/09_cli.ipynb #7e535c28
 def _damping(s:str):
     "--damping: 'auto' or a number (checked later, with the other ranges)."
     return s if s == 'auto' else float(s)
 
+# %% ../nbs/09_cli.ipynb #8c2afa68
 def _solver_args(p:argparse.ArgumentParser):
     "Options of the kNN and the inverse-HVP solver (FastIF's speed and accuracy knobs)."
     g = p.add_argument_group('FastIF settings')
@@ -99,12 +101,14 @@ def cache_dir(args)->Path:
     d = _cache_path(args); d.mkdir(parents=True, exist_ok=True)
     return d
 
+# %% ../nbs/09_cli.ipynb #decef5e2
 def _default_frozen(args):
     "Fill in --n-frozen-layers with the fine-tuning recipe's default when it was not given."
     if args.n_frozen_layers is None:
         from fastif_nb.model import DEFAULT_FROZEN
         args.n_frozen_layers = DEFAULT_FROZEN
 
+# %% ../nbs/09_cli.ipynb #ee1a66d6
 def load_model(args):
     "The classifier and tokenizer: a saved folder (--model) or the cached fine-tuned MiniLM."
     if getattr(args, 'train', None): raise InfluenceInputError("--train is your data for your model: give --model DIR with it.")
@@ -123,12 +127,14 @@ def load_model(args):
     args.train_info = out[2]
     return out[0], out[1]
 
+# %% ../nbs/09_cli.ipynb #d14d88c1
 def train_data(args):
     "The bundled MNLI training sample (first --n-train pairs)."
     from fastif_nb.data import load_mnli
     ds = load_mnli('train', num_labels=args.num_labels)
     return ds if args.n_train is None else ds.subset(range(min(args.n_train, len(ds))))
 
+# %% ../nbs/09_cli.ipynb #95b1925c
 def lissa_settings(args)->dict:
     "LiSSA's settings on the command line, its defaults filled in: J = 1000, B = 1, T = 1, damping 0.01."
     return dict(depth=args.depth or 1000, batch_size=args.batch_size or 1, repeats=args.repeats or 1,
@@ -141,12 +147,14 @@ def solver(args, cache:Path=None):
     return default_solver(args.hessian_size or None, args.tol, 'auto' if args.damping is None else args.damping,
                           cache_dir=cache, progress=not args.json)
 
+# %% ../nbs/09_cli.ipynb #95e88113
 def _solver_text(args)->str:
     "The solver settings in words, for the report."
     if args.solver == 'lissa': return "LiSSA J={depth} B={batch_size} T={repeats}".format(**lissa_settings(args))
     return (f"block CG to relative residual {args.tol:g} on the Hessian of {f'{args.hessian_size:,}' if args.hessian_size else 'all'} "
             f"training examples, damping {args.damping or 'auto'}")
 
+# %% ../nbs/09_cli.ipynb #57aaf284
 def own_pipeline(args):
     "`FastIF.from_pretrained` for --model DIR --train DATA: caches beside the model (or in --cache-dir)."
     from fastif_nb.own_model import FastIF
@@ -160,6 +168,7 @@ def _own_cache(args)->Path:
     "Where --model DIR --train keeps the solver's fit: --cache-dir, else DIR/fastif_cache (as `FastIF.from_pretrained`)."
     return (Path(args.cache_dir).expanduser() if args.cache_dir else Path(args.model)/'fastif_cache') / 'blockcg'
 
+# %% ../nbs/09_cli.ipynb #078fe512
 def pipeline(args, model=None, tok=None):
     "A `FastIF` over the training data with the index and prefix states cached (and fingerprint-checked) in the cache dir."
     from fastif_nb.fastif import FastIF
@@ -183,17 +192,20 @@ def eval_split(name:str, num_labels:int):
     if name.startswith('anli'): return load_anli(int(name[-1]), num_labels=num_labels)
     return load_mnli(name, num_labels=num_labels)
 
+# %% ../nbs/09_cli.ipynb #f85de392
 def _explain(fif, args, examples):
     "Run `explain` serially or on --workers processes (a pool whose jobs may take up to --timeout seconds)."
     if args.workers > 1: fif.pool(args.workers, timeout=args.timeout)
     return fif.explain(examples, k=None if args.k == 0 else args.k, workers=args.workers)
 
+# %% ../nbs/09_cli.ipynb #bb0ff817
 def _report(ex, args, fif=None):
     "The explanation as JSON data (--json), else shown as a report (and saved with --save)."
     if getattr(args, 'save', None): ex.save(args.save, getattr(fif, 'settings', None))
     if args.json: return ex.to_dict(args.n)
     ex.show(n=args.n)
 
+# %% ../nbs/09_cli.ipynb #914466e8
 def cmd_explain(args):
     "fastif explain"
     fif = pipeline(args)
@@ -214,12 +226,14 @@ def cmd_train(args):
     print(f"model ready in {time.perf_counter() - t:.0f} s; dev-matched accuracy ({args.num_labels} labels, {len(dev):,} pairs): {acc:.3f}")
     return dict(dev_accuracy=acc, n_dev=len(dev), num_labels=args.num_labels, seconds=time.perf_counter() - t)
 
+# %% ../nbs/09_cli.ipynb #5a6a6d9f
 def tokenize_split(name, tok, num_labels, n:int=None):
     "A bundled split (its first `n` rows, or all), tokenised (truncating over-long rows)."
     from fastif_nb.text import tokenize
     ds = eval_split(name, num_labels)
     return tokenize(ds if n is None else ds.subset(range(min(n, len(ds)))), tok, max_length=128)
 
+# %% ../nbs/09_cli.ipynb #fa7654aa
 def cmd_index(args):
     "fastif index"
     t = time.perf_counter()
@@ -264,6 +278,7 @@ _MIN = dict(k=('--k', 0, '0 = score all training examples'), n=('--n/--top', 0, 
             n_train=('--n-train', 1, ''), n_frozen_layers=('--n-frozen-layers', 0, ''), n_dev=('--n-dev', 0, ''),
             n_hans=('--n-hans', 0, ''), hessian_size=('--hessian-size', 0, '0 = all training examples'))
 
+# %% ../nbs/09_cli.ipynb #7ca475a5
 def _check_ranges(args):
     "Integer options at or above their minimum; --damping finite and >= 0; --timeout finite and > 0."
     for a, (flag, lo, hint) in _MIN.items():
@@ -281,6 +296,7 @@ def _check_ranges(args):
     if hasattr(args, 'timeout') and not (math.isfinite(args.timeout) and args.timeout > 0): raise InfluenceInputError(
         f"--timeout must be a finite number of seconds > 0; got {args.timeout}.")
 
+# %% ../nbs/09_cli.ipynb #7dd0a6f8
 def _check_cache_dir(args):
     "The cache folder exists (or can be made) and a file can be written in it."
     d = _cache_path(args)
@@ -291,6 +307,7 @@ def _check_cache_dir(args):
     except OSError as e: raise InfluenceInputError(
         f"{flag} {d} is not a writable folder ({e.strerror or e}); pass --cache-dir with a folder you can write to.") from e
 
+# %% ../nbs/09_cli.ipynb #71a18f07
 def _check_model(args):
     "--model is a folder holding a config and weights (the load itself comes later)."
     if not args.model: return
@@ -303,6 +320,7 @@ def _check_model(args):
         f"--model {args.model}: not a saved model folder ({'not a folder' if not p.is_dir() else 'no ' + ' and no '.join(missing)}; "
         f"expected config.json and one of {weights[:2]}). Pass the folder given to `model.save_pretrained`.")
 
+# %% ../nbs/09_cli.ipynb #28eaf1d1
 def _check_layers(args):
     "--n-frozen-layers within the encoder layers of --model (or of the offline MiniLM), read from its config.json."
     if args.n_frozen_layers is None: return
@@ -323,6 +341,7 @@ def _indices(args, n:int)->list:
     if bad := [i for i in idx if not 0 <= i < n]: raise InfluenceInputError(f"--indices {bad} outside [0, {n}) of --split {args.split}.")
     return idx
 
+# %% ../nbs/09_cli.ipynb #217ccffe
 def _check_label(args):
     "--gold is a class name (any case) or id of the --num-labels label set, as `explain` will read it."
     from fastif_nb.data import MNLI_LABELS, NLI2_LABELS, as_text_pair_dataset
@@ -331,6 +350,7 @@ def _check_label(args):
     except InfluenceInputError as e: raise InfluenceInputError(
         f"--gold {args.gold!r} is not one of the {args.num_labels} labels {names} (or their ids 0-{len(names) - 1}).") from e
 
+# %% ../nbs/09_cli.ipynb #75a9fafe
 def check_args(args):
     "Check every argument before any expensive step; raise an `InfluenceInputError` naming the argument."
     _check_ranges(args)
@@ -353,11 +373,13 @@ def exit_code(e:Exception)->int:
     "The documented exit status of an error: 2 bad input, 3 stale index, 4 parallel workers failed, 5 file system, 1 other."
     return next(c for E, c in EXIT_CODES.items() if isinstance(e, E))
 
+# %% ../nbs/09_cli.ipynb #ad298f9c
 def default_threads()->int:
     "Torch threads for this process: the cores not already busy (1-minute load average), at least 1."
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     return max(1, min(cores, round(cores - os.getloadavg()[0]))) if hasattr(os, 'getloadavg') else cores
 
+# %% ../nbs/09_cli.ipynb #846e8bc6
 def _run(args):
     "Check the arguments, run the command; with --json every message goes to stderr and the result is printed as JSON."
     if not args.json: check_args(args); return COMMANDS[args.command](args)
@@ -365,6 +387,7 @@ def _run(args):
     with contextlib.redirect_stdout(sys.stderr): check_args(args); res = COMMANDS[args.command](args)
     print(json.dumps(res, indent=1, ensure_ascii=False), file=out)
 
+# %% ../nbs/09_cli.ipynb #3db6e720
 def main(argv=None):
     "Entry point of the `fastif` console script: a one-paragraph message and `exit_code(e)` for every fastif_nb error."
     args = parser().parse_args(argv)  # usage errors: argparse's message, exit status 2

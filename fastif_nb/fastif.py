@@ -120,6 +120,7 @@ def _as_dataset(self:FastIF, examples)->TextPairDataset:
     ds.labels = torch.where(torch.tensor(unl), -1, torch.as_tensor(ds.labels)).tolist()
     return ds
 
+# %% ../nbs/07_fastif.ipynb #c2af89ad
 @patch
 def predict(self:FastIF, examples)->torch.Tensor:
     "Class probabilities [m, classes] of the model for test examples."
@@ -136,6 +137,7 @@ def fits(self:FastIF, examples)->torch.Tensor:
     cut = set(tokenize(ds, self.tokenizer, max_length=self.max_length, too_long='truncate').truncated)
     return torch.tensor([i not in cut for i in range(len(ds))])
 
+# %% ../nbs/07_fastif.ipynb #16f5b6da
 @patch
 def pick_points(self:FastIF, ds,      # a `TextPairDataset` with gold labels
                 n_correct:int=5,      # rows the model predicts correctly
@@ -226,6 +228,7 @@ def _top_setup(config,                 # the model's config
     if rank_device().type == 'cuda': task.to(rank_device())
     return dict(task=task, train=train)
 
+# %% ../nbs/07_fastif.ipynb #614f81cd
 def _cached_result_job(state:dict, test:dict, solver, candidates, batch_size:int, score_method:str, uncertainty)->dict:
     "Pool job on each worker: the engine's full result (scores, error bars, certificate) for packed cached test points."
     r = _influence(state['task'], state['train'], _unpack(test), solver, candidates, batch_size, score_method, False,
@@ -250,12 +253,14 @@ def pool(self:FastIF, workers:int=2,   # worker processes (W)
     self._pool_key = key
     return self._pool
 
+# %% ../nbs/07_fastif.ipynb #3649905c
 @patch
 def close(self:FastIF):
     "Stop the worker pool of `explain(workers=W)`, if any (a later parallel call starts a new one)."
     if getattr(self, '_pool', None) is not None: self._pool.close()
     self._pool = None
 
+# %% ../nbs/07_fastif.ipynb #879e6c78
 @patch
 def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str, uncertainty='auto', timeout=None)->dict:
     "The engine's result for the cached test points, computed on the persistent pool of `workers` processes."
@@ -277,6 +282,7 @@ def to_dict(self:Explanation, n:int=5, # helpful and harmful training examples p
                         helpful=[item(i, s) for i, s in self.helpful(n, j)], harmful=[item(i, s) for i, s in self.harmful(n, j)]))
     return out
 
+# %% ../nbs/07_fastif.ipynb #3103993e
 @patch
 def show(self:Explanation, n:int=3, # helpful and harmful training examples per test example
          width:int=110, # characters per line

@@ -28,8 +28,10 @@ class TopOnlyWarning(FastIFWarning):
 
 def _below(n:int)->str: return '' if n == 0 else ' and layer 0' if n == 1 else f' and layers 0..{n - 1}'
 
+# %% ../nbs/07a_own_model.ipynb #a11df4fe
 def _weights_in(p:Path)->bool: return any(p.glob('*.safetensors')) or any(p.glob('pytorch_model*.bin'))
 
+# %% ../nbs/07a_own_model.ipynb #a0597002
 def load_checkpoint(folder,         # a folder written by Trainer.save_model / save_pretrained
                     tokenizer=None, # the tokenizer's folder (default: `folder`)
                    )->tuple:        # (model in eval mode, tokenizer)
@@ -127,6 +129,7 @@ def _settings_of(ex:Explanation, settings)->dict:
                 stability=None if ex.stability is None else ex.stability.tolist())  # the solve's certificate and error bars
     return {**(settings or getattr(ex, 'settings', None) or {}), 'k': ex.k, 'seconds': ex.seconds, 'label_names': ex.label_names, **cert}
 
+# %% ../nbs/07a_own_model.ipynb #d1014bf5
 @patch
 def save(self:Explanation, path,   # .json, .parquet or .csv
          settings:dict=None,       # how it was computed (default: `self.settings`, e.g. `fif.settings`)
