@@ -33,6 +33,7 @@ def cls_attention(sa:nn.Module,         # a BERT-style self-attention (query/key
     if sa.value.bias is not None: o = o + p.sum(-1, keepdim=True) * sa.value.bias.view(H, dh)
     return o.reshape(B, H * dh)
 
+# %% ../nbs/05a_cls_top.ipynb #245f6952
 def cls_layer(layer:nn.Module,        # a BERT-style encoder layer
               X:torch.Tensor,         # [B, L, d] its inputs
               attention_mask=None,    # [B, L] 1 for tokens, 0 for padding (None: no padding)
@@ -54,6 +55,7 @@ def _attr(m, path:str):
     for a in path.split('.'): m = getattr(m, a, None)
     return m
 
+# %% ../nbs/05a_cls_top.ipynb #39d7d07a
 def _shape_problem(model:nn.Module, n_frozen_layers:int)->str|None:
     "Why `ClsTop` cannot represent `model` split at `n_frozen_layers`, or None."
     fam, layers = _parts(model)

@@ -22,6 +22,7 @@ class ExploreInputError(InfluenceInputError):
 class Cancelled(Exception):
     "A run stopped by `RunControl.cancel`."
 
+# %% ../nbs/13_explore.ipynb #1c3135ad
 @dataclass(frozen=True)
 class Settings:
     "FastIF settings of one run (hashable: with the example, the key of the result cache)."
@@ -112,6 +113,7 @@ def slices(self:Explorer, split:str)->list:
     ds = self.dataset(split)
     return ['all'] + [v for c in ('heuristic', 'subcase') for v in sorted(set(ds.extra.get(c, [])))]
 
+# %% ../nbs/13_explore.ipynb #b7f3db1c
 @patch
 def predictions(self:Explorer, split:str)->dict:
     "Row -> (predicted label id, its probability) for the first `scan` rows of `split` that fit in the model."
@@ -142,6 +144,7 @@ def rows(self:Explorer, split:str,   # evaluation set
     keep = lambda i: which == 'all' or (preds[i][0] == ds.labels[i]) == (which == 'correct')
     return [i for i in sorted(preds) if inside(i) and keep(i)]
 
+# %% ../nbs/13_explore.ipynb #9d0ca68d
 @patch
 def example(self:Explorer, split:str, row:int)->Example:
     "Row `row` of `split` as an `Example` (with its gold label)."
@@ -179,6 +182,7 @@ from tqdm.auto import tqdm as _tqdm
 
 _local = threading.local()
 
+# %% ../nbs/13_explore.ipynb #079144f7
 class RunControl:
     "Progress of one run (stage, done, total) and its cancel flag; fed by the engine's tqdm bars inside `tracking`."
     def __init__(self, on_progress=None):   # called as on_progress(stage, done, total) at every step
@@ -211,6 +215,7 @@ class _Tracked:
     def __exit__(self, *a): self._bar.close()
     def __getattr__(self, name): return getattr(self._bar, name)
 
+# %% ../nbs/13_explore.ipynb #1c4c40ab
 def _routed_tqdm(*args, **kwargs):
     "tqdm, reporting to the calling thread's `RunControl` when one is active."
     bar, control = _tqdm(*args, **kwargs), getattr(_local, 'control', None)
@@ -219,11 +224,13 @@ def _routed_tqdm(*args, **kwargs):
     total = kwargs.get('total') or (len(it) if hasattr(it, '__len__') else None)
     return _Tracked(bar, control, kwargs.get('desc') or '', total)
 
+# %% ../nbs/13_explore.ipynb #632e6637
 def _route_engine_bars():
     "Point the `tqdm` of every loaded fastif_nb module at `_routed_tqdm` (idempotent)."
     for name, mod in list(sys.modules.items()):
         if name.startswith('fastif_nb.') and getattr(mod, 'tqdm', None) is _tqdm: mod.tqdm = _routed_tqdm
 
+# %% ../nbs/13_explore.ipynb #861a11cd
 @contextlib.contextmanager
 def tracking(control:RunControl):
     "Within the block, the engine's progress bars on this thread report to `control` (and stop when it is cancelled)."

@@ -78,6 +78,7 @@ def summary_html(r:Result)->str:
             f'(it pushed the model towards “{tgt}”). <b style="color:#c62828">Positive = harmful</b>: removing it would <i>lower</i> '
             f'the loss (it pushed the model away from “{tgt}”).</p><p>Scored {cand} · {solve} · ' + ' · '.join(extra) + f'</p>{warn}</div>')
 
+# %% ../nbs/13a_explore_app.ipynb #e3e290bf
 def item_html(it, kind:str)->str:
     "One ranked training example: score (± s.e.), label and texts."
     se = f" ± {it.stderr:.1e}" if it.stderr is not None else ''
@@ -96,6 +97,7 @@ def _cls(widget, name:str):
 
 def _intext(desc, value, name, w): return _cls(w.IntText(value=value, description=desc, layout=w.Layout(width='170px')), name)
 
+# %% ../nbs/13a_explore_app.ipynb #839d9a73
 class ExplorerUI:
     "The explorer's widgets around an `Explorer` (or a `loader(control) -> Explorer` run in the background)."
     def __init__(self, explorer:Explorer=None, # a ready explorer, or
@@ -178,6 +180,7 @@ def _guard(self:ExplorerUI, fn):
         import traceback; traceback.print_exc(file=sys.stderr)
         self._say(f"Unexpected error ({type(e).__name__}: {str(e)[:300]}); the explorer is still usable.", 'error')
 
+# %% ../nbs/13a_explore_app.ipynb #aee73bd2
 @patch
 def _set_busy(self:ExplorerUI, busy:bool):
     "Disable the run controls while a job runs (Cancel only then)."
@@ -185,6 +188,7 @@ def _set_busy(self:ExplorerUI, busy:bool):
     self.cancel_btn.disabled = not busy
     self.back_btn.disabled = busy or len(self.history) < 2
 
+# %% ../nbs/13a_explore_app.ipynb #c4f0c075
 @patch
 def _on_progress(self:ExplorerUI, stage:str, done:int, total:int):
     "Follow the engine's progress bars."
@@ -206,6 +210,7 @@ def attach(self:ExplorerUI, explorer:Explorer):
     self.split.options = list(explorer.splits)
     self.split.value = self.split.options[0]  # (ipywidgets 8 leaves a new choice list unselected)
 
+# %% ../nbs/13a_explore_app.ipynb #216b4b32
 @patch
 def _on_loaded(self:ExplorerUI, job:Job):
     "The background setup finished: attach the explorer or show why it failed."
@@ -226,6 +231,7 @@ def _on_split(self:ExplorerUI):
         self._refresh_rows()
     self._guard(go)
 
+# %% ../nbs/13a_explore_app.ipynb #cc288eaa
 @patch
 def _refresh_rows(self:ExplorerUI):
     "The example dropdown: rows of the chosen set, slice and correct/wrong filter."
@@ -243,6 +249,7 @@ def _refresh_rows(self:ExplorerUI):
         if not rows: self._say(f"No rows of {self.split.value} ({self.slice.value}) among the first {ex.scan} that the model gets {self.which.value}.", 'info')
     self._guard(go)
 
+# %% ../nbs/13a_explore_app.ipynb #4ea81000
 @patch
 def _set_row(self:ExplorerUI, i:int):
     "Show row i of the current set (through the row box, so both stay in step)."
@@ -271,11 +278,13 @@ def select(self:ExplorerUI, e:Example):
     if hit is not None: self.show(self.explorer.run(e, self.settings()))
     else: self._clear_result()
 
+# %% ../nbs/13a_explore_app.ipynb #0c4e7cb6
 @patch
 def _clear_result(self:ExplorerUI):
     for x in (self.summary, self.bars, self.trace): x.value = ''
     self.results.children = ()
 
+# %% ../nbs/13a_explore_app.ipynb #cbd912d1
 @patch
 def _on_text(self:ExplorerUI):
     "Explain the typed premise/hypothesis."
@@ -384,6 +393,7 @@ def build_explorer(config:dict)->Explorer:
     d = Settings(k=min(a.k, len(fif.train)), **lissa_settings(a), workers=a.workers, seed=a.seed, top=a.top)
     return Explorer(fif, defaults=d, scan=a.scan)
 
+# %% ../nbs/13a_explore_app.ipynb #13ceec37
 def app_from_env(var:str='FASTIF_EXPLORE')->ExplorerUI:
     "The explorer page of the configuration in environment variable `var` (set by `fastif explore`), loading in the background."
     config = json.loads(os.environ[var])
@@ -417,6 +427,7 @@ def voila_command(port:int)->list:
     return [sys.executable, '-m', 'voila', str(_assets('explore.ipynb')), '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1',
             '--Voila.port_retries=0', '--template=fastif', '--theme=light', '--show_tracebacks=False', f'--Voila.root_dir={_assets()}']
 
+# %% ../nbs/13a_explore_app.ipynb #cb25a1b9
 def serve(config:dict,          # the app's configuration (see `build_explorer`)
           port:int=0,           # 0: a free port
           ready_timeout:float=120.,  # seconds to wait for Voila to answer
@@ -459,6 +470,7 @@ def add_parser(sub):
     g.add_argument('--scan', type=int, default=256, metavar='R', help='rows of each set predicted up front for the correct/wrong filter (default 256)')
     return p
 
+# %% ../nbs/13a_explore_app.ipynb #296a1c94
 def cmd_explore(args):
     "fastif explore"
     keys = ('model', 'num_labels', 'n_train', 'n_frozen_layers', 'cache_dir', 'seed', 'k', 'depth', 'batch_size',

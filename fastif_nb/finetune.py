@@ -44,6 +44,7 @@ def _label_names_of(ds)->list|None:
         ds = getattr(ds, "source", None)
     return None
 
+# %% ../nbs/05b_finetune.ipynb #79d9ad33
 def _check_labels(model:nn.Module, ds):
     "Raise if the labels of `ds` are not class ids of `model` (by range and, where known, by name)."
     if len(ds) == 0: raise InfluenceInputError("The dataset is empty: pass at least one example.")
@@ -186,6 +187,7 @@ def _checksums(folder:Path)->dict:
     "{file name: sha256} of the weight files `save_pretrained` wrote in `folder` (every shard)."
     return {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.suffix in (".safetensors", ".bin")}
 
+# %% ../nbs/05b_finetune.ipynb #3f11148e
 def _read_info(folder:Path)->tuple:
     "(the cache's fastif_settings.json as a dict, or None; why it cannot be read, or None)."
     meta = folder/"fastif_settings.json"
@@ -193,6 +195,7 @@ def _read_info(folder:Path)->tuple:
     try: return json.loads(meta.read_text()), None
     except (json.JSONDecodeError, UnicodeDecodeError) as e: return None, f"its fastif_settings.json is truncated or corrupt ({e})"
 
+# %% ../nbs/05b_finetune.ipynb #b8b89d1b
 def _cache_problem(folder:Path, info:dict)->str|None:
     "Why the weights cached in `folder` cannot be trusted (missing, truncated, bit-flipped), or None if every checksum matches."
     sums = info.get("checksums")
@@ -208,12 +211,14 @@ def _cache_problem(folder:Path, info:dict)->str|None:
 class _Unusable(Exception):
     "A cached model that cannot be loaded or fails its check; the message says why (train_or_load then rebuilds it)."
 
+# %% ../nbs/05b_finetune.ipynb #4a059dd8
 def _sq_norm(model, n_frozen:int, weight_decay:float)->float:
     "Σθ² over the decayed parameters of the trained top layers, as `finetune` records it."
     net = split_at(model, n_frozen)[1]
     params, task = dict(net.named_parameters()), ClassificationTask(net, weight_decay=weight_decay, no_decay=NO_DECAY)
     return sum(float((params[k].detach() ** 2).sum()) for k in task.decayed)
 
+# %% ../nbs/05b_finetune.ipynb #4d714990
 def _load_cached(folder:Path, settings:dict, info:dict)->tuple:
     "The saved model, tokenizer and info in `folder`, frozen as it was trained; `_Unusable` if it cannot be loaded or checked."
     from safetensors import SafetensorError
@@ -227,6 +232,7 @@ def _load_cached(folder:Path, settings:dict, info:dict)->tuple:
             f"its trained weights have Σθ² = {sq:.6g}, not the {info['sq_norm']:.6g} recorded when it was saved (corrupted or changed)")
     return model, tok, {**info, "folder": str(folder), "loaded": True}
 
+# %% ../nbs/05b_finetune.ipynb #cf474239
 def _save(folder:Path, model, tok, info:dict):
     "Write model, tokenizer and `info` (with the weights' sha256) to `folder`, via a temporary folder: a crash leaves no half cache."
     tmp = folder.with_name(folder.name + ".tmp")

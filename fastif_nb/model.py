@@ -43,6 +43,7 @@ def _label_names(num_labels:int, label_names=None)->list:
         f"label_names={names} must be {num_labels} distinct names (num_labels={num_labels}), one per class id.")
     return names
 
+# %% ../nbs/05_model.ipynb #61dce14c
 def _resolve(name_or_path)->str:
     "A local checkpoint folder or cached hub name for `name_or_path`; a clear error for a missing folder."
     if name_or_path is None: return default_backbone()
@@ -58,6 +59,7 @@ def _resolve(name_or_path)->str:
         f"the offline all-MiniLM-L6-v2 ({default_backbone()}).")
     return s
 
+# %% ../nbs/05_model.ipynb #797f2fb9
 @contextmanager
 def _quiet_hf():
     "Silence transformers' load report and progress bar inside the block."
@@ -231,6 +233,7 @@ def _check_prefix_eval(model:nn.Module, prefix:FrozenPrefix):
         "The model is in train mode, so dropout would make the cached hidden states random and they would not match "
         "the model at evaluation. Call model.eval() before cache_prefix.")
 
+# %% ../nbs/05_model.ipynb #39556781
 def cache_prefix(model:nn.Module,      # a BERT-family classifier in eval mode
                  data,                  # tokenised dataset: items with input_ids, attention_mask(, token_type_ids), labels
                  n_frozen_layers:int,   # cache the output of the embeddings and layers 0..n-1
@@ -263,6 +266,7 @@ _STORES = []  # the active `reuse_prefix` stores, innermost last
 _NOT_PREFIX = ("id2label", "label2id", "num_labels", "problem_type", "_name_or_path", "architectures", "transformers_version",
                "finetuning_task", "output_attentions", "output_hidden_states", "return_dict", "torch_dtype", "dtype")
 
+# %% ../nbs/05_model.ipynb #c87856d6
 def _prefix_key(prefix:FrozenPrefix, data)->str:
     "Hash of what the cached states depend on: family, config, split point, prefix weights, token and segment ids."
     h = hashlib.blake2b(digest_size=10)
@@ -277,6 +281,7 @@ def _prefix_key(prefix:FrozenPrefix, data)->str:
         h.update(torch.cat([torch.as_tensor(c).reshape(-1) for c in col]).long().numpy().tobytes())
     return h.hexdigest()
 
+# %% ../nbs/05_model.ipynb #e3fb2e36
 def _recall(key:str, progress:bool=True):
     "Stored states for `key` from the innermost store that has them (memory, then its folder), or None."
     for store in reversed(_STORES):
@@ -290,6 +295,7 @@ def _recall(key:str, progress:bool=True):
             return states
     return None
 
+# %% ../nbs/05_model.ipynb #bb718353
 def _remember(key:str, states:list):
     "Keep `states` in every active store (and save them once in each store folder, atomically)."
     saved = set()
@@ -302,6 +308,7 @@ def _remember(key:str, states:list):
             torch.save({"flat": torch.cat(states), "lengths": torch.tensor([len(s) for s in states])}, tmp)
             tmp.replace(f)
 
+# %% ../nbs/05_model.ipynb #68e59b39
 @contextmanager
 def reuse_prefix(folder=None, # keep the states on disk here too (None: in memory, for this block only)
                 ):
@@ -325,6 +332,7 @@ def prefix_fingerprint(model:nn.Module,     # a BERT-family classifier
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode()); h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:16]
 
+# %% ../nbs/05_model.ipynb #b721e279
 def check_prefix(model:nn.Module,             # the model whose prefix produced the cache
                  n_frozen_layers:int,          # its split point
                  expected:str,                 # `prefix_fingerprint(model, n_frozen_layers)` when the cache was made
