@@ -52,6 +52,7 @@ def _eigsh(op, k:int, which:str, tol:float, maxiter:int, seed:int):
     o = np.argsort(w)
     return w[o], U[:, o]
 
+# %% ../nbs/02b_block_cg.ipynb #0957449a
 def spectrum(task:ClassificationTask, # the task
              train,                   # training dataset defining H
              rank:int=0,              # number of top eigenpairs to compute (0: none)
@@ -92,6 +93,7 @@ def _orth(Z:torch.Tensor, rtol:float=1e-10)->torch.Tensor:
     d = Rr.diagonal().abs()
     return Q[:, d > rtol * d.max().clamp_min(1e-300)]
 
+# %% ../nbs/02b_block_cg.ipynb #ed9f8659
 def block_cg(matmat,               # function P [p, s] -> A P
              B:torch.Tensor,        # right-hand sides [p, m]
              precond=None,          # function R -> M⁻¹R (None: identity)
@@ -179,6 +181,7 @@ def _fit_key(self:BlockCG, task, train)->str:
 @patch(as_prop=True)
 def needs_spectrum(self:BlockCG)->bool: return self.damping == 'auto' or self.rank > 0
 
+# %% ../nbs/02b_block_cg.ipynb #6e9d5ed4
 @patch
 def fit(self:BlockCG, task:ClassificationTask, # the task
         train,                                  # training dataset defining H
@@ -224,6 +227,7 @@ def _solve(self:BlockCG, task, train, M, progress):
         "raise maxiter, add eigenpairs (rank) to the preconditioner, or raise damping.")
     return X
 
+# %% ../nbs/02b_block_cg.ipynb #8b972904
 @patch
 def _certify(self:BlockCG, task, train, M, X):
     "Keep the true residual `_solve` measured from a fresh product (ranks that did not solve measure their own)."

@@ -251,6 +251,7 @@ def hans_dataset(df:pd.DataFrame,   # HANS rows: gold_label, sentence1, sentence
     extra = {c: df[c].tolist() for c in ("heuristic", "subcase", "template", "pairID") if c in df.columns}
     return TextPairDataset(df.sentence1.tolist(), df.sentence2.tolist(), df.gold_label.tolist(), NLI2_LABELS, extra, name)
 
+# %% ../nbs/04_data.ipynb #92e3df18
 def load_hans(num_labels:int=2,      # HANS is 2-way: entailment / non-entailment
               path:str|Path=None,   # HANS TSV file (default: the 30 real rows, one per subcase)
              )->TextPairDataset:

@@ -60,6 +60,7 @@ ROBERTA = Family('roberta', ('roberta', 'xlm-roberta', 'camembert'), ('roberta.e
                  ('classifier',), embed=lambda m, ids, mask, tt: _sub(m, 'roberta.embeddings')(input_ids=ids, token_type_ids=tt),
                  context=_mask, layer=_plain_layer, classify=lambda m, h, mask: _sub(m, 'classifier')(h))
 
+# %% ../nbs/04c_families.ipynb #baef2043
 def _electra_embed(m, ids, mask, tt):
     "ELECTRA's embeddings, projected to the hidden size when the embedding size differs."
     h = _sub(m, 'electra.embeddings')(input_ids=ids, token_type_ids=tt)
@@ -69,6 +70,7 @@ ELECTRA = Family('electra', ('electra',), ('electra.embeddings', 'electra.embedd
                  ('classifier',), embed=_electra_embed, context=_mask, layer=_plain_layer,
                  classify=lambda m, h, mask: _sub(m, 'classifier')(h))
 
+# %% ../nbs/04c_families.ipynb #e1665049
 def _distilbert_head(m, h, mask):
     "DistilBERT's head: first token -> pre_classifier -> ReLU -> dropout -> classifier."
     x = F.relu(_sub(m, 'pre_classifier')(h[:, 0]))
@@ -135,6 +137,7 @@ def family_of(model:nn.Module, # a Hugging Face `*ForSequenceClassification` mod
         f"{cls} has z_steps={model.deberta.z_steps} (the last layer re-applied); fastif splits only z_steps <= 1.")
     return fam
 
+# %% ../nbs/04c_families.ipynb #bd7c5052
 def _has(m:nn.Module, path:str)->bool:
     try: m.get_submodule(path.rstrip('?')); return True
     except AttributeError: return False

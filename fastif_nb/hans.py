@@ -69,6 +69,7 @@ def _ptb(t)->str:
     "Penn-treebank bracketing of tree `t`."
     return f'({t[0]} {t[1]})' if _is_leaf(t) else f'({t[0]} ' + ' '.join(_ptb(c) for c in t[1:]) + ')'
 
+# %% ../nbs/04a_hans.ipynb #d8801f12
 def _binary(t)->str:
     "Unlabelled, unary-collapsed, right-binarized bracketing of tree `t` (the HANS `*_binary_parse` format)."
     if _is_leaf(t): return t[1]
@@ -77,6 +78,7 @@ def _binary(t)->str:
     for k in reversed(kids[:-1]): acc = f'( {k} {acc} )'
     return acc
 
+# %% ../nbs/04a_hans.ipynb #0aadafb6
 def _words(t)->list: return [t[1]] if _is_leaf(t) else [w for c in t[1:] for w in _words(c)]
 
 def _cap(t):
@@ -142,6 +144,8 @@ _add('sn_past_participle', 2, (('participle',1), ('locations',1), _VT), lambda a
     _root(_np(a), ('VP', _L('VBD', pt), _in_loc(l)))))
 _add('sn_NP/Z', 2, (('np_z_subordinators',1), ('np_z',1), _VI), lambda a,b,w,z,v: (
     _root(_sub(w, _s(_np(a), _vi(z))), _np(b), _vi(v)), _root(_np(a), _vt(z, _np(b)))))
+
+# %% ../nbs/04a_hans.ipynb #5fc755fc
 _add('se_conjunction', 3, (_VT,), lambda a,b,c,v: (
     _root(('NP', _np(a), _L('CC','and'), _np(b)), _vt(v, _np(c))), _root(_np(b), _vt(v, _np(c)))))
 _add('se_adjective', 1, (('adjectives',1), _VI), lambda a,j,v: (
@@ -171,6 +175,8 @@ _add('cn_disjunction', 4, (_VT2,), lambda a,b,c,d,v1,v2: (
     _root(_cl(a,v1,b), *_sep(_L('CC','or'), _cl(c,v2,d))), _sroot(_cl(c,v2,d))))
 _add('cn_adverb', 1, (('nonfactive_adverbs',1), _VI), lambda a,r,v: (
     _root(('ADVP', _L('RB', r)), _s(_np(a), _vi(v))), _sroot(_s(_np(a), _vi(v)))))
+
+# %% ../nbs/04a_hans.ipynb #c245788e
 _add('ce_embedded_under_since', 3, (('since_words',1), _VT, _VI), lambda a,b,c,w,v,u: (
     _root(_sub(w, _cl(a,v,b)), *_sep(_s(_np(c), _vi(u)))), _sroot(_cl(a,v,b))))
 _add('ce_after_since_clause', 4, (('since_words',1), _VT2), lambda a,b,c,d,w,v1,v2: (

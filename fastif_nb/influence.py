@@ -146,6 +146,7 @@ def _stability(It:torch.Tensor, n:int=10)->torch.Tensor:
 # %% ../nbs/03_influence.ipynb #1c3708f1
 _CERTIFICATE = ('stderr', 'stability', 'residual', 'effective_damping', 'residual_all')  # what a result carries beside its scores
 
+# %% ../nbs/03_influence.ipynb #9a21022e
 def _influence(task:Task, train, test, solver:Solver, candidates=None, batch_size:int=64, score_method:str='auto',
                progress:bool=True, nonfinite:str='raise', uncertainty='auto')->dict:
     "The engine behind `influence`: a dict of scores [m, k], indices, stderr, stability and the solve's certificate."

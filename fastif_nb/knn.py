@@ -200,6 +200,7 @@ def _check_k(k, n:int)->int:
     if k > n: raise InfluenceInputError(f"k={k} but the index holds N={n} points; use k<=N or k=None for all points")
     return int(k)
 
+# %% ../nbs/06_knn.ipynb #4864d66a
 @patch
 def _cpu(self:FeatureIndex):
     "A CPU version of the index (a cached copy when it lives on the GPU)."
@@ -207,6 +208,7 @@ def _cpu(self:FeatureIndex):
     if self._cpu_copy is None: self._cpu_copy = faiss.index_gpu_to_cpu(self.index)
     return self._cpu_copy
 
+# %% ../nbs/06_knn.ipynb #b948df05
 @patch
 def _exhaustive(self:FeatureIndex, q:np.ndarray, k:int):
     "Exact search of `q` on the CPU index, visiting every IVF cell."
@@ -250,6 +252,7 @@ def _file_sha256(path)->str:
         for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
     return h.hexdigest()
 
+# %% ../nbs/06_knn.ipynb #e4fb8944
 @patch
 def save(self:FeatureIndex,
          path,  # file for the faiss index; metadata goes to `path + ".json"`

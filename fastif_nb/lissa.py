@@ -49,6 +49,7 @@ def _stream(seed:int, t:int)->torch.Generator:
     "The random generator of repetition `t` under `seed` (t = -1: the scale estimate, t = -2: the certificate)."
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(t))
 
+# %% ../nbs/02a_lissa.ipynb #646eb7d6
 class LiSSA(Solver):
     "Stochastic Neumann-series inverse-HVP (Agarwal et al. 2017) with FastIF's J/B/T knobs."
     def __init__(self, depth:int=1000,    # J, recursion steps per repetition
@@ -87,6 +88,7 @@ class LiSSA(Solver):
 # %% ../nbs/02a_lissa.ipynb #82788d99
 from fastcore.basics import patch
 
+# %% ../nbs/02a_lissa.ipynb #c25b6176
 @patch
 def resolve_scale(self:LiSSA, task:Task, train)->float:
     "The scale to use: the given float, or an estimate from the top eigenvalue of sampled batch Hessians (once per problem)."

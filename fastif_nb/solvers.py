@@ -21,6 +21,7 @@ def _check_damping(damping, allow_negative:bool)->float:
     return _check_number('damping', damping, lo=None if allow_negative else 0.,
                          hint="damping is λ in (H + λI); a negative λ needs allow_negative_damping=True.")
 
+# %% ../nbs/02_solvers.ipynb #549e56d5
 class Solver:
     "Base class: solves (H + damping·I) X = V for the task's training objective over `train`, and certifies the solve."
     damping = 0.0

@@ -64,11 +64,13 @@ def _check_eval(model):
 NO_DECAY = ('bias', 'LayerNorm.weight', 'norm.weight')  # parameter-name patterns without weight decay (the fine-tuning recipe's too)
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.modules.batchnorm._NormBase) + ((nn.RMSNorm,) if hasattr(nn, 'RMSNorm') else ())
 
+# %% ../nbs/00_task.ipynb #21f80f18
 def _norm_params(model:nn.Module)->set:
     "Names of the parameters of normalisation layers, recognised by module type (or a class name ending in 'Norm')."
     return {f"{mn}.{pn}" if mn else pn for mn, m in model.named_modules()
             if isinstance(m, _NORMS) or type(m).__name__.endswith('Norm') for pn, _ in m.named_parameters(recurse=False)}
 
+# %% ../nbs/00_task.ipynb #b5e7236a
 class Task(ABC):
     "What influence needs from a model: per-example losses and the regularised objective over a flat vector of selected parameters."
     def __init__(self, model:nn.Module,   # the model (returning a tensor, or an object with `.logits`)
