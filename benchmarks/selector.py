@@ -139,7 +139,7 @@ def main():
         if hl == lam: hs_main, I_head = hs, hs.influence((X_po[qi], P_po[qi], y_po[qi]))
     if sk is not None:
         name = f'SketchSelector (count sketch {dims[0]}, GGN, λ={lam:.3g})'
-        t0 = time.perf_counter(); I_sk = sk.influence(task, test); sel[name] = I_sk.abs().topk(kmax, dim=1).indices.numpy(); times[name] = (t_sk, c_sk, time.perf_counter() - t0)
+        t0 = time.perf_counter(); I_sk = sk.influence(test, task); sel[name] = I_sk.abs().topk(kmax, dim=1).indices.numpy(); times[name] = (t_sk, c_sk, time.perf_counter() - t0)
     r = np.random.default_rng(0); sel['random'] = np.stack([r.permutation(N)[:kmax] for _ in qi])
     times['random'] = (0.0, None, 0.0)
     # |r_i| alone (query-independent): how much is just "the training points the model fits worst"

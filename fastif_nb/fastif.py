@@ -22,6 +22,7 @@ from .text import tokenize, text_source, describe_item
 from .model import DEFAULT_FROZEN, split_at, cache_prefix, CachedDataset, prefix_fingerprint, check_prefix
 from .clstop import ClsTop, cls_top
 from .knn import FeatureIndex, fingerprint, pool_states
+from .selector import HeadSelector, SketchSelector
 from .distributed import rank_device
 from .parallel import WorkerPool
 
@@ -174,6 +175,16 @@ def _prepare(self:FastIF, examples)->tuple:
     test_tok = tokenize(test, self.tokenizer, max_length=self.max_length, too_long='error')
     return test, probs, target, cache_prefix(self.model, test_tok, self.n_frozen_layers, self.batch_size, progress=False)
 
+# %% ../nbs/07_fastif.ipynb #19f6b35b
+@patch
+def _select(self:FastIF, test_cached, k:int, selector=None)->torch.Tensor:
+    "[m, k] candidate training indices: the kNN index's nearest (the paper), or a built selector's most influential."
+    if selector is None: return torch.as_tensor(self.index.search(self._features(test_cached), k)[1]).reshape(len(test_cached), -1)
+    if len(selector) != len(self.train_cached): raise InfluenceInputError(
+        f"The selector was built on {len(selector):,} training examples and this FastIF has {len(self.train_cached):,}: "
+        "build it with this FastIF's build_selector(...).")
+    return torch.as_tensor(selector.search(test_cached, k, self.task))
+
 # %% ../nbs/07_fastif.ipynb #a149c391
 @patch
 def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
@@ -183,6 +194,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
             workers:int=1,            # >1: LiSSA repetitions and scoring on this many persistent processes (`FastIF.pool`)
             uncertainty='auto',       # error bars: 'auto' (if the solver has T > 1), True (a T = 1 LiSSA runs T = 2), False
             timeout:float=None,       # with workers > 1: seconds a job may take before the workers are killed (None: the pool's, 3600)
+            selector=None,            # candidates by influence, not distance: a selector from `build_selector` (None: the kNN index)
            )->Explanation:
     "Influence of the k nearest training examples on each test example's loss, with the solve's certificate and error bars."
     workers = _check_number('workers', workers, int, 1)
@@ -190,10 +202,7 @@ def explain(self:FastIF, examples,   # test examples (see `_as_dataset`)
     if getattr(self, 'prefix_fp', None): check_prefix(self.model, self.n_frozen_layers, self.prefix_fp, "this FastIF's cached training states")
     t0 = time.perf_counter()
     test, probs, target, test_cached = self._prepare(examples)
-    cand = None
-    if k is not None:
-        q = self._features(test_cached)
-        cand = torch.as_tensor(self.index.search(q, k)[1]).reshape(len(test), -1)
+    cand = None if k is None else self._select(test_cached, k, selector)
     if workers > 1: r = self._parallel(test_cached, solver or self.solver, cand, workers, score_method, uncertainty, timeout)
     else: r = _influence(self.task, self.train_cached, test_cached, solver or self.solver, cand, self.batch_size,
                          score_method, self.progress, uncertainty=uncertainty)
@@ -265,6 +274,20 @@ def close(self:FastIF):
 def _parallel(self:FastIF, test_cached, solver, cand, workers:int, score_method:str, uncertainty='auto', timeout=None)->dict:
     "The engine's result for the cached test points, computed on the persistent pool of `workers` processes."
     return self.pool(workers, timeout=timeout).run(_cached_result_job, _pack(test_cached), solver, cand, self.batch_size, score_method, uncertainty)
+
+# %% ../nbs/07_fastif.ipynb #4abb9709
+@patch
+def build_selector(self:FastIF, kind:str='sketch', # 'sketch' (`SketchSelector`) or 'head' (`HeadSelector`)
+                   damping:float=None,            # λ of the selector's curvature (None: the solver's, fitted if 'auto')
+                   **kwargs,                      # more arguments of the selector's `build` (e.g. `dim=`)
+                  ):
+    "An influence-aware candidate selector over the training set, for `explain(selector=...)`."
+    if kind not in ('sketch', 'head'): raise InfluenceInputError(f"kind={kind!r}: use 'sketch' or 'head'.")
+    if damping is None:
+        s = self.solver
+        damping = s.fit(self.task, self.train_cached).damping_ if isinstance(s, BlockCG) else float(s.damping)
+    cls = SketchSelector if kind == 'sketch' else HeadSelector
+    return cls.build(self.task, self.train_cached, damping=damping, progress=self.progress, **kwargs)
 
 # %% ../nbs/07_fastif.ipynb #ff1c3707
 @patch

@@ -273,18 +273,27 @@ def build(cls:SketchSelector,
 
 # %% ../nbs/06c_selector.ipynb #00b3f9cb
 @patch
-def influence(self:SketchSelector, task:Task, test, batch_size:int=16)->torch.Tensor:
-    "Sketched influence [m, N] of every training point on every test point (positive = harmful)."
+def influence(self:SketchSelector,
+              test,                 # test dataset (with the labels to explain)
+              task:Task,            # the task the selector was built on
+              batch_size:int=16,    # test points per gradient batch
+             )->torch.Tensor:       # [m, N] sketched influence (positive = harmful, as `influence`)
+    "Sketched influence of every training point on every test point (the same call as `HeadSelector.influence`)."
     Gq = torch.cat([task.per_example_grads(task.batch(test, range(s, min(s + batch_size, len(test)))))
                     for s in range(0, len(test), batch_size)])
     S = torch.cholesky_solve(self.sketch(Gq).double().T, self.factor).to(self.G.dtype)   # [dim, m]
     return -(self.G @ S).T
 
 @patch
-def search(self:SketchSelector, task:Task, test, k:int, which:str='abs')->torch.Tensor:
-    "The k training points of largest sketched influence per test point, [m, k]."
+def search(self:SketchSelector,
+           test,                 # test dataset
+           k:int,                # candidates per test point
+           task:Task,            # the task the selector was built on
+           which:str='abs',      # 'abs' (most helpful and most harmful, merged), 'harmful' or 'helpful'
+          )->torch.Tensor:       # [m, k] training indices, most influential first
+    "The k training points of largest sketched influence per test point (the same call as `HeadSelector.search`)."
     if which not in ('abs', 'harmful', 'helpful'): raise InfluenceInputError(f"which={which!r}: use 'abs', 'harmful' or 'helpful'.")
     if not (isinstance(k, (int, np.integer)) and 1 <= k <= self.n): raise InfluenceInputError(
         f"k must be an integer in [1, {self.n}] (the training-set size); got {k!r}.")
-    I = self.influence(task, test)
+    I = self.influence(test, task)
     return (I.abs() if which == 'abs' else (I if which == 'harmful' else -I)).topk(int(k), dim=1).indices

@@ -79,10 +79,10 @@ def test_sketch_injective_equals_exact_ggn(C):
     sk = SketchSelector.build(task, train, dim=4096, damping=0.05, batch_size=16, progress=False)
     assert len(sk.sketch.bucket.unique()) == task.n_params    # injective here, so the sketch loses nothing
     ref = exact_influence(task, train, test, 0.05, ggn=True)   # linear model: GGN = Hessian
-    got = sk.influence(task, test)
+    got = sk.influence(test, task)
     assert torch.allclose(got.double(), ref, rtol=1e-3, atol=1e-5 * float(ref.abs().max()))
     assert torch.allclose(ref, exact_influence(task, train, test, 0.05), atol=1e-8)
-    I = sk.search(task, test, 10)
+    I = sk.search(test, 10, task)
     assert all(set(I[j].tolist()) == set(ref[j].abs().topk(10).indices.tolist()) for j in range(len(test)))
 
 def test_sketch_dots_are_exact_scores():
@@ -118,4 +118,24 @@ def test_bad_input():
     with pytest.raises(InfluenceInputError, match='dim must be'): SketchSelector.build(task, train, dim=0, progress=False)
     with pytest.raises(InfluenceInputError, match='empty'): SketchSelector.build(task, [], progress=False)
     sk = SketchSelector.build(task, train, dim=32, progress=False)
-    with pytest.raises(InfluenceInputError, match='k must be an integer'): sk.search(task, test, 0)
+    with pytest.raises(InfluenceInputError, match='k must be an integer'): sk.search(test, 0, task)
+
+@pytest.mark.parametrize('kind', ['head', 'sketch'])
+def test_fastif_explain_with_a_selector(kind):
+    "FastIF.explain(selector=) scores the selector's top k, with Full's scores on them; the damping is the solver's; other data is refused."
+    from fastif_nb.fastif import FastIF
+    from fastif_nb.blockcg import BlockCG
+    from fastif_nb.data import load_mnli
+    from fastif_nb.testing import tiny_bert, offline_tokenizer
+    fif = FastIF(tiny_bert(), offline_tokenizer(), load_mnli('train').subset(range(50)), n_frozen_layers=2, progress=False,
+                 solver=BlockCG(damping='auto', tol=1e-8, progress=False))
+    dev = load_mnli('dev_matched').subset(range(2))
+    sel = fif.build_selector(kind, **({'dim': 256} if kind == 'sketch' else {}))
+    assert sel.damping == pytest.approx(fif.solver.damping_) and len(sel) == 50
+    ex, full = fif.explain(dev, k=8, selector=sel), fif.explain(dev, k=None)
+    want = sel.search(fif._prepare(dev)[-1], 8, fif.task)
+    assert torch.equal(ex.indices.sort(1).values, want.sort(1).values)
+    torch.testing.assert_close(ex.scores, torch.gather(full.scores, 1, ex.indices), rtol=1e-4, atol=1e-6 * full.scores.abs().max().item())
+    other = HeadSelector.build(fif.task, torch.utils.data.Subset(fif.train_cached, range(30)), damping=0.1, progress=False)
+    with pytest.raises(InfluenceInputError, match='built on 30 training examples'): fif.explain(dev, k=5, selector=other)
+    with pytest.raises(InfluenceInputError, match="use 'sketch' or 'head'"): fif.build_selector('knn')
