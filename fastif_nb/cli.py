@@ -47,6 +47,9 @@ def _solver_args(p:argparse.ArgumentParser):
     "Options of the kNN and the inverse-HVP solver (FastIF's speed and accuracy knobs)."
     g = p.add_argument_group('FastIF settings')
     g.add_argument('--k', type=int, default=1000, help='score only the k nearest training examples (default 1000); 0 = all (Full)')
+    g.add_argument('--select', choices=('knn', 'head', 'sketch'), default='knn', help="how the k candidates are chosen: the kNN "
+                   "index (default, the paper), the exact influence of the classifier head (one forward pass over the training set), "
+                   "or count-sketched gradients through all influence parameters (one pass of per-example gradients: slower to build)")
     g.add_argument('-n', '--n', '--top', dest='n', type=int, default=3, metavar='N', help='how many helpful and harmful examples to show (default 3)')
     g.add_argument('--solver', choices=('blockcg', 'lissa'), default='blockcg',
                    help='inverse-HVP: converged block CG (default) or the paper\'s LiSSA (faster per step, approximate)')
@@ -196,7 +199,9 @@ def eval_split(name:str, num_labels:int):
 def _explain(fif, args, examples):
     "Run `explain` serially or on --workers processes (a pool whose jobs may take up to --timeout seconds)."
     if args.workers > 1: fif.pool(args.workers, timeout=args.timeout)
-    return fif.explain(examples, k=None if args.k == 0 else args.k, workers=args.workers)
+    kind = getattr(args, 'select', 'knn')
+    sel = None if args.k == 0 or kind == 'knn' else fif.build_selector(kind)
+    return fif.explain(examples, k=None if args.k == 0 else args.k, workers=args.workers, selector=sel)
 
 # %% ../nbs/09_cli.ipynb #bb0ff817
 def _report(ex, args, fif=None):

@@ -89,3 +89,19 @@ def test_explain_refuses_a_changed_prefix():
     fif.explain(dev, k=10)
     with torch.no_grad(): model.bert.encoder.layer[0].output.dense.bias.add_(0.1)
     with pytest.raises(StaleIndexError, match='Rebuild the FastIF'): fif.explain(dev, k=10)
+
+def test_cli_select_head(tiny, tmp_path, capsys, monkeypatch):
+    "--select head scores the head selector's top k (the library's `build_selector('head')` candidates), not the kNN's."
+    from fastif_nb.cli import main, parser, pipeline
+    model, tok = tiny
+    model.save_pretrained(tmp_path); tok.save_pretrained(tmp_path)
+    args = ['explain', '--model', str(tmp_path), '--num-labels', '3', '--n-train', '60', '--n-frozen-layers', '2', '--k', '10', '--top', '10',
+            '--solver', 'lissa', '--depth', '10', '--damping', '0.1', '--split', 'dev_matched', '--indices', '0', '--json', '--threads', '1']
+    monkeypatch.setenv('FASTIF_CACHE', str(tmp_path))
+    main(args + ['--select', 'head']); res = json.loads(capsys.readouterr().out)[0]
+    fif = pipeline(parser().parse_args(args))
+    dev0 = load_mnli('dev_matched').subset([0])
+    want = fif.build_selector('head').search(fif._prepare(dev0)[-1], 10, fif.task)[0].tolist()
+    knn = fif.explain(dev0, k=10).indices[0].tolist()
+    got = [e['train_index'] for e in res['helpful'] + res['harmful']]
+    assert set(got) <= set(want) and len(got) == 10 and set(want) != set(knn)
