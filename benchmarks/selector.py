@@ -54,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--smoke', action='store_true'); ap.add_argument('--n-hessian', type=int, default=2000)
     ap.add_argument('--tol', type=float, default=1e-3); ap.add_argument('--sketch-dims', default='4096')
+    ap.add_argument('--fit-size', type=int, default=None, help="fit damping='auto' on a seeded subsample of this many (as default_solver: 1000)")
     ap.add_argument('--out', default=None); ap.add_argument('--no-sketch', action='store_true', help='score all N by JVP and skip SketchSelector')
     a = ap.parse_args()
     global KS
@@ -96,8 +97,8 @@ def main():
     G = query_gradients(task, test)   # [m, p]
     if ref_p.exists(): ref = torch.load(ref_p, weights_only=False); log('reference loaded from', ref_p)
     else:
-        solver = BlockCG(damping='auto', tol=a.tol, maxiter=300, batch_size=256, fit_tol=1e-2, fit_maxiter=20,
-                         cache_dir=work, progress=False)
+        solver = BlockCG(damping='auto', tol=a.tol, maxiter=300, batch_size=256, fit_tol=1e-2 if a.fit_size is None else 0.1,
+                         fit_maxiter=20, fit_size=a.fit_size, cache_dir=work, progress=False)
         c0, t0 = time.process_time(), time.perf_counter(); solver.fit(task, hset); t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
         log(f'fit: λ_min {solver.lambda_min_:.4f}, damping {solver.damping_:.4f}, {solver.fit_["passes"]} passes, {t_fit:.0f} s')
         c0, t0 = time.process_time(), time.perf_counter()
@@ -166,7 +167,8 @@ def write(a, out, desc, task, N, nh, qi, ref, lam, t_sk, c_sk, curves, times, co
          + (f'all {N:,} training pairs' if nh == N else f'a random {nh:,} (seed 0) of the {N:,} training pairs (a documented subsample: '
             f'one float32 data pass with 6 right-hand sides over all {N:,} costs ≈ 53 CPU s here, and the 2 cores are shared)')
          + f'; every one of the {N:,} training pairs scored with its exact gradient. Damping chosen by \'auto\': λ_min ≈ '
-         f'{ref["lambda_min"]:.4f} (Lanczos, {ref["fit_passes"]} single-vector passes) → λ = {lam:.4f} (on top of the 2·wd = '
+         f'{ref["lambda_min"]:.4f} (Lanczos, {ref["fit_passes"]} single-vector passes'
+         + (f' over a seeded {a.fit_size:,}, as `default_solver`' if a.fit_size else '') + f') → λ = {lam:.4f} (on top of the 2·wd = '
          f'{2 * task.weight_decay:g} inside H). {ref["iters"]} block iterations; true relative residual ‖(H+λI)s−g‖/‖g‖ per query: '
          + ', '.join(f'{x:.1e}' for x in ref['residual']) + f'. Time: fit {ref["t_fit"]:.0f} s wall ({ref["c_fit"]:.0f} CPU s), solve '
          f'for all 6 queries {ref["t_solve"]:.0f} s wall ({ref["c_solve"]:.0f} CPU s), i.e. {ref["t_solve"] / len(qi):.0f} s per query; '
