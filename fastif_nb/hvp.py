@@ -28,14 +28,13 @@ def _loss_hvp_fwdrev(task, batch, flat, V):
     return vmap(lambda v: jvp(g, (flat,), (v,))[1], in_dims=1, out_dims=1)(V)
 
 def _loss_hvp_double(task, batch, flat, V):
-    "Mean-loss HVPs of `batch` by double backward, all columns of `V` in one batched backward."
+    "Mean-loss HVPs of `batch` by double backward: the gradient's graph once, then one backward through it per column of `V`."
     flat = flat.detach().requires_grad_()
     l = task.losses(batch, flat)
     _check_finite(l)
     g, = torch.autograd.grad(l.mean(), flat, create_graph=True)
-    hv, = torch.autograd.grad(g, flat, grad_outputs=V.T.contiguous(), is_grads_batched=V.shape[1] > 1) if V.shape[1] > 1 \
-        else torch.autograd.grad(g, flat, grad_outputs=V[:, 0])
-    return hv.T if V.shape[1] > 1 else hv[:, None]
+    m = V.shape[1]
+    return torch.stack([torch.autograd.grad(g, flat, grad_outputs=V[:, j], retain_graph=j < m - 1)[0] for j in range(m)], 1)
 
 # %% ../nbs/01_hvp.ipynb #0cf074f3
 def reg_hvp(task:Task, M:torch.Tensor)->torch.Tensor:
