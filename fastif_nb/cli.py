@@ -298,6 +298,8 @@ def _check_ranges(args):
                                   "block CG; its knobs are --hessian-size and --tol).")
     if getattr(args, 'solver', None) == 'lissa' and args.damping == 'auto': raise InfluenceInputError(
         "--damping auto needs --solver blockcg (it fits the damping by Lanczos); give LiSSA a number, e.g. --damping 0.01.")
+    if getattr(args, 'select', 'knn') != 'knn' and args.k == 0: raise InfluenceInputError(
+        f"--select {args.select} chooses the k candidates to score, and --k 0 scores every training example: give --k (e.g. 1000) or drop --select.")
     if hasattr(args, 'timeout') and not (math.isfinite(args.timeout) and args.timeout > 0): raise InfluenceInputError(
         f"--timeout must be a finite number of seconds > 0; got {args.timeout}.")
 

@@ -9,6 +9,7 @@ __all__ = ['LiSSA']
 import math, warnings
 import torch
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from .errors import InfluenceInputError, LiSSADivergedError, FastIFWarning, _check_number
 from .task import Task
 from .hvp import hvp, top_eigenvalue, HVP_METHODS, _batch_hvp
@@ -84,9 +85,6 @@ class LiSSA(Solver):
         if 0 < self.residual_samples < 16: raise InfluenceInputError(
             f"residual_samples={residual_samples} is too few for a residual estimate: use >= 16 (or 0 for none).")
         self.allow_negative_damping = bool(allow_negative_damping)
-
-# %% ../nbs/02a_lissa.ipynb #82788d99
-from fastcore.basics import patch
 
 # %% ../nbs/02a_lissa.ipynb #c25b6176
 @patch

@@ -18,6 +18,7 @@ from .text import text_source
 from .data import TextPairDataset
 from .fastif import FastIF, Explanation
 from .influence import _CERTIFICATE
+_SCALARS = tuple(c for c in _CERTIFICATE if c not in ('stderr', 'stability'))  # the certificate's numbers (residuals, damping)
 
 # %% auto #0
 __all__ = ['TopOnlyWarning', 'load_checkpoint', 'trainer_weight_decay']
@@ -125,8 +126,8 @@ def to_frame(self:Explanation)->pd.DataFrame:
 # %% ../nbs/07a_own_model.ipynb #6503916d
 def _settings_of(ex:Explanation, settings)->dict:
     "The settings stored with an explanation: the ones given, plus k, time and label names."
-    cert = dict(residual=ex.residual, effective_damping=ex.effective_damping, residual_all=ex.residual_all,
-                stability=None if ex.stability is None else ex.stability.tolist())  # the solve's certificate and error bars
+    cert = {c: getattr(ex, c) for c in _SCALARS}  # the solve's certificate, and the error bars' stability (stderr goes per row)
+    cert['stability'] = None if ex.stability is None else ex.stability.tolist()
     return {**(settings or getattr(ex, 'settings', None) or {}), 'k': ex.k, 'seconds': ex.seconds, 'label_names': ex.label_names, **cert}
 
 # %% ../nbs/07a_own_model.ipynb #d1014bf5
@@ -190,7 +191,6 @@ def load(cls:Explanation, path)->Explanation:
     se = [err[g.index].tolist() for g in per] if err is not None and err.notna().all() else None
     ex = cls(scores, indices, SimpleNamespace(source=_Rows(rows, names)), test, probs, torch.tensor([names.index(t) for t in tests.target]),
              meta.get('k'), meta.get('seconds', 0.0), stderr=None if se is None else torch.tensor(se, dtype=torch.float32),
-             residual=meta.get('residual'), effective_damping=meta.get('effective_damping'), residual_all=meta.get('residual_all'),
-             stability=None if meta.get('stability') is None else torch.tensor(meta['stability']))
+             stability=None if meta.get('stability') is None else torch.tensor(meta['stability']), **{c: meta.get(c) for c in _SCALARS})
     ex.settings = {k: v for k, v in meta.items() if k not in ('k', 'seconds', 'label_names', *_CERTIFICATE)}
     return ex

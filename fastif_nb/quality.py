@@ -98,6 +98,7 @@ def run_quality(fif, test,          # FastIF object and the test examples
     if ref is not None:
         rows = {f'Fast (k={k}) vs converged reference': (fast.scores, torch.gather(ref.scores, 1, idx)),
                 'Full vs converged reference (all N)': (full.scores, ref.scores), **rows}
+    t_dflt = None
     if ref is not None and default is not None:
         dflt, t_dflt = _timed(fif.explain, test, k=k, solver=default)
         rows = {f'FastIF default (k={k}) vs converged reference': (dflt.scores, torch.gather(ref.scores, 1, dflt.indices)), **rows}
@@ -106,7 +107,7 @@ def run_quality(fif, test,          # FastIF object and the test examples
     rec = recall_table(q, (full if ref is None else ref).scores, ks=ks, ms=ms)
     secs = dict(full=t_full, full_on_candidates=t_full2, fast=t_fast, reference=t_ref,
                 reference_residual=None if ref is None else ref.residual,
-                default=t_dflt if default is not None and ref is not None else None, default_solver=default)
+                default=t_dflt, default_solver=default)
     if out_dir is not None:
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
         ax = plot_recall_table(rec); ax.figure.savefig(out / 'recall.png', dpi=120, bbox_inches='tight'); plt.close(ax.figure)

@@ -57,6 +57,7 @@ EARLY = [  # (arguments after the sub-command and --model, part of the message)
     (['explain', '--solver', 'lissa', '--depth', '0', '--premise', 'a', '--hypothesis', 'b'], '--depth must be >= 1'),
     (['explain', '--damping', '-1', '--premise', 'a', '--hypothesis', 'b'], '--damping must be a finite number >= 0'),
     (['explain', '--timeout', '0', '--premise', 'a', '--hypothesis', 'b'], '--timeout must be a finite number of seconds > 0'),
+    (['explain', '--select', 'sketch', '--k', '0', '--premise', 'a', '--hypothesis', 'b'], '--select sketch chooses the k candidates to score'),
     (['explain', '--split', 'hans', '--indices', '0,x'], "--indices must be comma-separated integers, e.g. 0,1,2; got '0,x'"),
     (['explain', '--split', 'hans', '--indices', '3,30'], '--indices [30] outside [0, 30) of --split hans'),
     (['explain', '--split', 'hans', '--num-labels', '3'], 'HANS is 2-way'),

@@ -120,23 +120,16 @@ def _cli(args, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
-# The multi-node recipe of nbs/06b_parallel.ipynb: a user's script under torchrun, one rank of the same engine per process.
-SCRIPT = """import sys, torch, torch.distributed as dist
-from fastif_nb.distributed import init_from_env, world
-from fastif_nb.influence import influence
-from fastif_nb.testing import demo_problem
-
-if __name__ == '__main__':
-    init_from_env()
-    task, train, test, solver, kw = demo_problem(solver='lissa', repeats=3, candidates=[5, 8, 13])
-    scores = influence(task, train, test, solver, **kw).scores
-    if world()[0] == 0: torch.save(scores, sys.argv[1])
-    dist.destroy_process_group()
-"""
+def torchrun_recipe()->str:
+    "The multi-node recipe shown in nbs/06b_parallel.ipynb (a user's script under torchrun), verbatim from the notebook."
+    import json, re
+    cells = json.loads((Path(__file__).parents[1] / 'nbs' / '06b_parallel.ipynb').read_text())['cells']
+    md = next(''.join(c['source']) for c in cells if c['cell_type'] == 'markdown' and '# torchrun --nnodes' in ''.join(c['source']))
+    return re.search(r'```python\n(.*?)```', md, re.S).group(1)
 
 def test_torchrun(tmp_path):
     torchrun = Path(sys.executable).parent / 'torchrun'
     if not torchrun.exists(): pytest.skip('torchrun is not installed next to this Python')
-    (tmp_path / 'run_influence.py').write_text(SCRIPT); out = tmp_path / 'scores.pt'
+    (tmp_path / 'run_influence.py').write_text(torchrun_recipe()); out = tmp_path / 'scores.pt'
     _cli([str(torchrun), '--standalone', '--nproc-per-node', '2', 'run_influence.py', str(out)], tmp_path)
     assert (torch.load(out) - serial(solver='lissa', repeats=3, candidates=[5, 8, 13])).abs().max() < TOL
