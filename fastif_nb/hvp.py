@@ -63,6 +63,26 @@ def _batch_hvp(task, data, idx, M, hvp_method):
     try: return hvp(task, task.batch(data, idx), M, hvp_method)
     except NonFiniteError as e: raise _at_indices(e, idx) from None
 
+# %% ../nbs/01_hvp.ipynb #c2981b99
+def _lengths(data)->torch.Tensor:
+    "Token counts of the examples of `data` (also through a `Subset`), or None when it has no `lengths`."
+    if isinstance(data, torch.utils.data.Subset):
+        L = _lengths(data.dataset)
+        return None if L is None else L[torch.as_tensor(data.indices, dtype=torch.long)]
+    L = getattr(data, 'lengths', None)
+    return None if L is None else torch.as_tensor(L)
+
+def _token_batches(data, batch_size:int, slack:float=1.25)->list:
+    "Index lists covering `data`: at most `batch_size` each; with `lengths`, in length order, cut before padded > `slack`·real tokens."
+    n, L = len(data), _lengths(data)
+    if L is None: return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+    out, cur, tot = [], [], 0
+    for i in torch.argsort(L, stable=True).tolist():
+        l = int(L[i])  # ascending: the newest example is the batch's longest
+        if cur and (len(cur) == batch_size or (len(cur) + 1) * l > slack * (tot + l)): out.append(cur); cur, tot = [], 0
+        cur.append(i); tot += l
+    return out + [cur] if cur else out
+
 # %% ../nbs/01_hvp.ipynb #e8f64599
 def data_hvp(task:Task, # the task
              data,                    # map-style training dataset
@@ -76,8 +96,7 @@ def data_hvp(task:Task, # the task
     if n == 0: raise InfluenceInputError("The training dataset is empty: influence needs training examples.")
     M, single = _as_matrix(V, task.n_params)
     out = torch.zeros_like(M)
-    for s in tqdm(range(0, n, batch_size), disable=not progress, desc='data HVP', leave=False):
-        idx = range(s, min(s + batch_size, n))
+    for idx in tqdm(_token_batches(data, batch_size), disable=not progress, desc='data HVP', leave=False):
         out = out + _batch_hvp(task, data, idx, M, hvp_method) * (len(idx) / n)
     # each batch added its own decay term weighted by len/n; together that is exactly one decay term
     return out[:, 0] if single else out

@@ -36,19 +36,21 @@ def _error_report(e:BaseException, rank:int)->dict:
     return dict(time=time.time(), peer=isinstance(e, PeerError), head=head, tb=tb, exc=e)
 
 # %% ../nbs/06b_parallel.ipynb #5ef078c3
-def _worker_env(rank:int, world:int, port:int):
-    "In a spawned worker: torchrun's environment variables, loopback-only gloo/nccl sockets, a share of the CPU threads, a local tqdm lock."
-    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+def _worker_env(rank:int, world:int, port:int, env:dict):
+    "In a new worker: the parent's environment, torchrun's variables, loopback-only gloo/nccl sockets, a share of the CPU threads, a local tqdm lock."
+    os.environ.clear()  # then the parent's environment as it is now (a forked worker has the fork server's, from when it started)
+    os.environ.update(env, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), TORCHELASTIC_USE_AGENT_STORE='True')
     lo = next((n for _, n in socket.if_nameindex() if n in ('lo', 'lo0')), 'lo')  # loopback ('lo0' on macOS) unless the user chose
     for k in ('GLOO_SOCKET_IFNAME', 'NCCL_SOCKET_IFNAME'): os.environ.setdefault(k, lo)
-    if 'OMP_NUM_THREADS' not in os.environ: torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    n = os.environ.get('OMP_NUM_THREADS', '')  # set explicitly (the fork server's torch read it when it started), else a share
+    torch.set_num_threads(int(n) if n.isdigit() and int(n) > 0 else max(1, (os.cpu_count() or 1) // world))
     tqdm.set_lock(threading.RLock())  # bars only on rank 0: no cross-process lock (nor its leaked semaphore) needed
 
 # %% ../nbs/06b_parallel.ipynb #94e912e5
-def _pool_worker(rank:int, world:int, port:int, backend:str, timeout:float, conn):
+def _pool_worker(rank:int, world:int, port:int, backend:str, timeout:float, conn, env:dict):
     "Entry point of a pool worker: join the group, build the state, serve jobs until its pipe closes."
-    _worker_env(rank, world, port)
+    _worker_env(rank, world, port, env)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop (a Ctrl-C there closes the pool)
     state = None
     try:
@@ -74,7 +76,7 @@ def _payload(kind:bytes, fn, args:tuple=(), kwargs:dict=None)->bytes:
     kwargs, interactive = kwargs or {}, in_ipython() or not hasattr(sys.modules.get('__main__'), '__file__')
     for f in [fn, *args, *kwargs.values()]:
         if interactive and callable(f) and getattr(f, '__module__', None) == '__main__': raise InfluenceInputError(
-            f"{getattr(f, '__name__', f)!r} is defined in a notebook/interactive session; spawned workers start a fresh "
+            f"{getattr(f, '__name__', f)!r} is defined in a notebook/interactive session; workers start from a fresh "
             "Python and can only import functions from modules. Move it into a .py module (e.g. your package).")
     try: return kind + bytes(ForkingPickler.dumps((fn, tuple(args), kwargs)))
     except Exception as e: raise InfluenceInputError(
@@ -129,8 +131,7 @@ class WorkerPool:
                  timeout:float=600.,       # seconds for start-up + setup and for each job (collectives wait 60 s more)
                 ):
         if int(workers) < 1: raise InfluenceInputError(f"workers must be >= 1; got {workers}.")
-        self.workers, self.timeout, self.jobs, self.closed_reason = int(workers), timeout, 0, None
-        self.backend = backend or default_backend(self.workers)
+        self.workers, self.timeout, self.jobs, self.closed_reason = int(workers), timeout, 0, None; self.backend = backend or default_backend(self.workers)
         self._start([_payload(b'S', setup, setup_args, setup_kwargs) for _ in range(self.workers)], setup)  # bad input: before any start
 
     pids = property(lambda self: [p.pid for p in self._procs], doc="The workers' process ids.")
@@ -142,13 +143,27 @@ class WorkerPool:
         return f"WorkerPool(W={self.workers}, backend={self.backend!r}, {state}, {self.jobs} jobs run, pids={self.pids})"
 
 # %% ../nbs/06b_parallel.ipynb #14844e7f
+def _context():
+    "multiprocessing's 'forkserver' context, preloading fastif_nb and the model classes imported here; 'spawn' where there is none."
+    if 'forkserver' not in mp.get_all_start_methods(): return mp.get_context('spawn')
+    ctx = mp.get_context('forkserver')  # the preload applies when the server starts: at this process's first pool
+    ctx.set_forkserver_preload(sorted(m for m in sys.modules if m.startswith(('fastif_nb.', 'transformers.models.')) and '._' not in m))
+    if sys.excepthook.__name__ != '_quiet': sys.excepthook = _quiet_fd_sharer(sys.excepthook)
+    return ctx
+
+def _quiet_fd_sharer(hook):
+    "`hook`, except for a connection lost inside multiprocessing's fd sharer: a worker the pool killed while it fetched a shared tensor."
+    def _quiet(t, e, tb):
+        if not (issubclass(t, (ConnectionError, EOFError)) and 'resource_sharer.py' in str(traceback.extract_tb(tb, 1))): hook(t, e, tb)
+    return _quiet
+
 @patch
 def _start(self:WorkerPool, msgs:list, setup):
-    "Spawn the workers (a pipe each, the loopback rendezvous), send each its setup message and wait for all of them."
-    ctx, W, group_timeout = mp.get_context('spawn'), self.workers, self.timeout + 60  # a hang is the parent's WorkerError
+    "Start the workers (a pipe each, the loopback rendezvous), send each its setup message and wait for all of them."
+    ctx, W, group_timeout = _context(), self.workers, self.timeout + 60  # a hang is the parent's WorkerError
     self._store, self.port = loopback_store(group_timeout)  # the rendezvous: 127.0.0.1 only, for the pool's lifetime
     pipes = [ctx.Pipe() for _ in range(W)]; self._conns = [c for c, _ in pipes]
-    self._procs = [ctx.Process(target=_pool_worker, args=(r, W, self.port, self.backend, group_timeout, w), name=f'fastif-pool-rank{r}')
+    self._procs = [ctx.Process(target=_pool_worker, args=(r, W, self.port, self.backend, group_timeout, w, dict(os.environ)), name=f'fastif-pool-rank{r}')
                    for r, (_, w) in enumerate(pipes)]
     self._finalizer = Finalize(self, _stop_workers, args=(self._procs, self._conns, 5., self._store), exitpriority=10)
     try:
@@ -165,7 +180,7 @@ def _main_guard_hint(codes:list)->str:
     if not str(f).endswith('.py') or in_ipython() or any(c != 1 for c in codes): return ''
     with contextlib.suppress(OSError):
         if re.search(r"""__name__\s*==\s*['"]__main__['"]|['"]__main__['"]\s*==\s*__name__""", open(f, encoding='utf-8').read()): return ''
-    return (f" Every worker exited with code 1: workers are started with 'spawn', which re-imports your script {os.path.basename(f)}, "
+    return (f" Every worker exited with code 1: every worker re-imports your script {os.path.basename(f)}, "
             "and it has no `if __name__ == '__main__':` guard, so its top-level code (creating a WorkerPool, calling explain(workers=W)) "
             "ran again in every worker: put that code under `if __name__ == '__main__':` (the workers' own traceback is on stderr above).")
 
@@ -178,8 +193,7 @@ def run(self:WorkerPool, fn, # importable function, called on every rank as fn(s
         f"This WorkerPool is closed ({self.closed_reason}); its workers are gone. Create a new WorkerPool.")
     if dead := ', '.join(f"rank {r} ({_exit_desc(p.exitcode)})" for r, p in enumerate(self._procs) if not p.is_alive()):
         self.close(f"worker {dead} died", kill=True)
-        raise WorkerError(f"Worker {dead} died since the last job; the pool is closed and its other workers were stopped. "
-                          "Create a new WorkerPool.")
+        raise WorkerError(f"Worker {dead} died since the last job; the pool is closed and its other workers stopped: create a new WorkerPool.")
     out = self._exchange([_payload(b'J', fn, args, kwargs) for _ in range(self.workers)], f"job {self.jobs + 1} ({getattr(fn, '__name__', fn)})")
     self.jobs += 1
     return out

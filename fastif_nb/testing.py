@@ -115,10 +115,10 @@ def _rank_poisoned(mode:str='nan', rank:int=1, **kw)->tuple:
     return task, train, test, solver, ikw
 
 # %% ../nbs/06a_testing.ipynb #8924f2bf
-def _pool_pids(state)->list:
-    "Test helper: every rank's process id, gathered on all ranks."
+def _pool_pids(state, env:str=None)->list:
+    "Test helper: every rank's process id (with `env`: that variable's value and torch's threads), gathered on all ranks."
     out = [None] * dist.get_world_size()
-    dist.all_gather_object(out, os.getpid())
+    dist.all_gather_object(out, os.getpid() if env is None else (os.environ.get(env), torch.get_num_threads()))
     return out
 
 def _pool_misbehave(state, mode:str='raise', rank:int=1)->int:

@@ -61,30 +61,6 @@ def _open(page, url):
     page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
     return resp
 
-def test_one_page_per_notebook_in_order(site, browser, shots):
-    out, base = site
-    nbs = docs.notebooks()
-    expected = [docs.page_name(p.name) for p in nbs]
-    assert expected[0] == 'index.html' and '07_fastif.ipynb' in [p.name for p in nbs]
-    blocked = []
-    page = offline_page(browser, blocked)
-    for p, href in zip(nbs, expected):
-        resp = _open(page, base + href)
-        assert resp.status == 200, f'missing page {href} for {p.name}'
-        assert page.locator('h1.fif-title').count() == 1
-        nav = page.eval_on_selector_all('nav.fif-sidebar li a', 'els => els.map(e => e.getAttribute("href"))')
-        assert nav == expected, f'sidebar of {href} is not in the notebooks order'
-        assert page.locator('nav.fif-sidebar li.fif-current a').get_attribute('href') == href
-        streams = [''.join(o['text']) for c in json.loads((docs.PROC / p.name).read_text())['cells']
-                   if not re.search(r'#\|\s*(output|include):\s*false', ''.join(c['source']))
-                   for o in c.get('outputs', []) if o.get('output_type') == 'stream' and o.get('name') == 'stdout']
-        if streams:  # saved printed output shows as the text it is (not e.g. the repr of its list of lines)
-            pres = page.eval_on_selector_all('.jp-OutputArea-output pre', 'els => els.map(e => e.innerText)')
-            first = streams[0].strip().splitlines()[0].strip()
-            assert any(t.strip().startswith(first) for t in pres), f'{href}: printed output {first!r} not shown'
-        page.screenshot(path=str(shots / (href[:-5] + '.png')))
-    assert blocked == [], f'requests off the site: {blocked}'
-
 def _serve(folder):
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *a): pass
@@ -92,15 +68,16 @@ def _serve(folder):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv, f'http://127.0.0.1:{srv.server_port}/'
 
-def _crawl(page, base:str):
-    "Breadth-first over the internal links from index.html: (pages seen, broken links and pages, image widths)."
-    seen, queue, ids, wanted, broken, images = set(), deque([base + 'index.html']), {}, [], [], []
+def _crawl(page, base:str, also=(), visit=None):
+    "Breadth-first over the internal links from index.html and `also`, calling `visit(url, page)` on each page that loads: (pages seen, broken links and pages, image widths)."
+    seen, queue, ids, wanted, broken, images = set(), deque([base + 'index.html', *also]), {}, [], [], []
     while queue:
         url = queue.popleft()
         if url in seen: continue
         seen.add(url)
         resp = _open(page, url)
         if resp is None or resp.status != 200: broken.append(f'{url}: HTTP {resp and resp.status}'); continue
+        if visit: visit(url, page)
         ids[url] = set(page.eval_on_selector_all('[id]', 'els => els.map(e => e.id)'))
         images += [(url, w) for w in page.eval_on_selector_all('img', 'els => els.map(e => e.naturalWidth)')]
         for href in page.eval_on_selector_all('a[href]', 'els => els.map(e => e.href)'):
@@ -111,15 +88,47 @@ def _crawl(page, base:str):
     broken += [f'{src} -> {u}#{frag}: no such anchor' for src, u, frag in wanted if u in ids and frag not in ids[u]]
     return seen, broken, images
 
-def test_crawl_internal_links(site, browser):
-    "Every internal link of every page leads to a page that exists, and to an element with the #anchor it names."
+@pytest.fixture(scope='module')
+def walk(site, browser, shots):
+    "One browser walk of the whole site (every notebook's page, then every internal link): what each page showed."
     out, base = site
-    blocked = []
-    seen, broken, images = _crawl(offline_page(browser, blocked), base)
-    assert not broken, 'broken internal links:\n' + '\n'.join(sorted(broken))
-    assert {urlsplit(u).path.lstrip('/') for u in seen} >= {docs.page_name(p.name) for p in docs.notebooks()}
+    blocked, shown = [], {}
+    def visit(url, page):
+        href = url[len(base):]
+        shown[href] = dict(titles=page.locator('h1.fif-title').count(),
+                           nav=page.eval_on_selector_all('nav.fif-sidebar li a', 'els => els.map(e => e.getAttribute("href"))'),
+                           current=page.locator('nav.fif-sidebar li.fif-current a').get_attribute('href') if href.endswith('.html') else None,
+                           pres=page.eval_on_selector_all('.jp-OutputArea-output pre', 'els => els.map(e => e.innerText)'))
+        page.screenshot(path=str(shots / (href.replace('/', '_')[:-5] + '.png')))
+    pages = [base + docs.page_name(p.name) for p in docs.notebooks()]
+    seen, broken, images = _crawl(offline_page(browser, blocked), base, pages, visit)
+    return dict(seen=seen, broken=broken, images=images, shown=shown, blocked=blocked)
+
+def test_one_page_per_notebook_in_order(walk):
+    nbs = docs.notebooks()
+    expected = [docs.page_name(p.name) for p in nbs]
+    assert expected[0] == 'index.html' and '07_fastif.ipynb' in [p.name for p in nbs]
+    for p, href in zip(nbs, expected):
+        assert href in walk['shown'], f'missing page {href} for {p.name}'
+        got = walk['shown'][href]
+        assert got['titles'] == 1
+        assert got['nav'] == expected, f'sidebar of {href} is not in the notebooks order'
+        assert got['current'] == href
+        streams = [''.join(o['text']) for c in json.loads((docs.PROC / p.name).read_text())['cells']
+                   if not re.search(r'#\|\s*(output|include):\s*false', ''.join(c['source']))
+                   for o in c.get('outputs', []) if o.get('output_type') == 'stream' and o.get('name') == 'stdout']
+        if streams:  # saved printed output shows as the text it is (not e.g. the repr of its list of lines)
+            first = streams[0].strip().splitlines()[0].strip()
+            assert any(t.strip().startswith(first) for t in got['pres']), f'{href}: printed output {first!r} not shown'
+    assert walk['blocked'] == [], f'requests off the site: {walk["blocked"]}'
+
+def test_crawl_internal_links(walk):
+    "Every internal link of every page leads to a page that exists, and to an element with the #anchor it names."
+    assert not walk['broken'], 'broken internal links:\n' + '\n'.join(sorted(walk['broken']))
+    assert {urlsplit(u).path.lstrip('/') for u in walk['seen']} >= {docs.page_name(p.name) for p in docs.notebooks()}
+    images = walk['images']
     assert images and all(w > 0 for _, w in images), f'images that did not load: {[u for u, w in images if not w]}'
-    assert blocked == [], f'requests off the site: {blocked}'
+    assert walk['blocked'] == [], f'requests off the site: {walk["blocked"]}'
 
 def test_crawl_finds_broken_links(tmp_path, browser):
     "The crawler itself: a missing page and a missing anchor are both reported."
