@@ -143,9 +143,9 @@ class WorkerPool:
         return f"WorkerPool(W={self.workers}, backend={self.backend!r}, {state}, {self.jobs} jobs run, pids={self.pids})"
 
 # %% ../nbs/06b_parallel.ipynb #14844e7f
-def _context():
-    "multiprocessing's 'forkserver' context, preloading fastif_nb and the model classes imported here; 'spawn' where there is none."
-    if 'forkserver' not in mp.get_all_start_methods(): return mp.get_context('spawn')
+def _context(backend:str):
+    "multiprocessing's 'forkserver' context, preloading fastif_nb and the model classes imported here; 'spawn' for CUDA workers or without one."
+    if backend == 'nccl' or 'forkserver' not in mp.get_all_start_methods(): return mp.get_context('spawn')  # CUDA and fork do not mix
     ctx = mp.get_context('forkserver')  # the preload applies when the server starts: at this process's first pool
     ctx.set_forkserver_preload(sorted(m for m in sys.modules if m.startswith(('fastif_nb.', 'transformers.models.')) and '._' not in m))
     if sys.excepthook.__name__ != '_quiet': sys.excepthook = _quiet_fd_sharer(sys.excepthook)
@@ -160,7 +160,7 @@ def _quiet_fd_sharer(hook):
 @patch
 def _start(self:WorkerPool, msgs:list, setup):
     "Start the workers (a pipe each, the loopback rendezvous), send each its setup message and wait for all of them."
-    ctx, W, group_timeout = _context(), self.workers, self.timeout + 60  # a hang is the parent's WorkerError
+    ctx, W, group_timeout = _context(self.backend), self.workers, self.timeout + 60  # a hang is the parent's WorkerError
     self._store, self.port = loopback_store(group_timeout)  # the rendezvous: 127.0.0.1 only, for the pool's lifetime
     pipes = [ctx.Pipe() for _ in range(W)]; self._conns = [c for c, _ in pipes]
     self._procs = [ctx.Process(target=_pool_worker, args=(r, W, self.port, self.backend, group_timeout, w, dict(os.environ)), name=f'fastif-pool-rank{r}')
