@@ -203,7 +203,7 @@ def _certify(self:LiSSA, task, train, M, X):
     n, k = len(train), self.residual_samples
     self.effective_damping_ = self.scale_ / self.depth
     if k == 0: self.residual_ = self.residuals_ = self.residual_noise_ = None; return
-    if k >= n: super(LiSSA, self)._certify(task, train, M, X); self.residual_noise_ = 0.
+    if k >= n: super(LiSSA, self)._certify(task, train, M, X, max(self.batch_size, 256)); self.residual_noise_ = 0.  # one exact pass, big batches
     else:
         est, noise = sampled_residual(task, train, M, X, self.damping, k, _stream(self.seed, -2), self.hvp_method)
         self.residual_noise_ = float(noise.max())

@@ -54,9 +54,9 @@ class Solver:
         return _attempt(self._solve, task, train, M, progress) if world()[0] == 0 else (torch.zeros_like(M), None)
     def _zeros_part(self, M): return torch.zeros_like(M)  # the part of a rank that failed
     def _combine(self, total): return total                # the solution from the all-reduced parts
-    def _certify(self, task, train, M, X):
+    def _certify(self, task, train, M, X, batch_size:int=None):
         "Set `residuals_` [m] and `residual_` (their max): ‖(H+λI)x−v‖/‖v‖ per column, from one full-data HVP."
-        R = data_hvp(task, train, X, getattr(self, 'batch_size', 256), getattr(self, 'hvp_method', 'double-backward')) \
+        R = data_hvp(task, train, X, batch_size or getattr(self, 'batch_size', 256), getattr(self, 'hvp_method', 'double-backward')) \
             + self.damping * X - M
         self._set_residuals(R.norm(dim=0) / M.norm(dim=0).clamp_min(1e-30))
     def _set_residuals(self, r):
