@@ -32,12 +32,11 @@ def peak_mb()->float:
 
 class Stage:
     "Wall and CPU seconds and peak RSS of a block."
-    rows = []
-    def __init__(self, name, per=None): self.name, self.per = name, per
+    def __init__(self, name): self.name = name
     def __enter__(self): peak_reset(); self.t, self.c = time.perf_counter(), time.process_time(); return self
     def __exit__(self, *a):
         self.wall, self.cpu, self.mem = time.perf_counter() - self.t, time.process_time() - self.c, peak_mb()
-        Stage.rows.append(self); print(f'{self.name}: {self.wall:.1f} s wall, {self.cpu:.1f} CPU s, peak RSS {self.mem:,.0f} MB', flush=True)
+        print(f'{self.name}: {self.wall:.1f} s wall, {self.cpu:.1f} CPU s, peak RSS {self.mem:,.0f} MB', flush=True)
 
 def synthetic(train, n, seed=0):
     "A `CachedDataset` of n pairs: the real ones first, then resampled ones with noisy float16 states."
@@ -65,6 +64,7 @@ def main():
     from fastif_nb.blockcg import BlockCG
     from fastif_nb.influence import query_gradients, score_candidates
     from fastif_nb.knn import FeatureIndex
+    from fastif_nb.selector import head_inputs
     work = Path(tempfile.gettempdir()) / 'fastif_selector'
     load0, t_start = os.getloadavg(), time.perf_counter()
     model, nf, train9k, pool, wd, desc = setup_real(a, work)
@@ -75,21 +75,19 @@ def main():
     task = ClassificationTask(top, weight_decay=wd, collate_fn=train.collate)
     print(f'N = {N:,}, cached states {mb_states:,.0f} MB (float16)', flush=True)
     def cls(ds):
+        "([CLS] states [n, d] as the kNN features, class probabilities [n, c]) in one forward pass of the top."
         got = []
         h = top.bert.pooler.register_forward_hook(lambda m, i, o: got.append(i[0][:, 0].detach()))
-        try:
-            from fastif_nb.selector import head_inputs
-            head_inputs(task, ds, batch_size=64, progress=False)
+        try: _, P, _ = head_inputs(task, ds, batch_size=64, progress=False)
         finally: h.remove()
-        return torch.cat(got).float().numpy()
-    F_po = cls(pool)
-    with torch.no_grad(): pred = torch.cat([top(**{k: v for k, v in pool.collate([pool[i] for i in range(j, min(j + 64, len(pool)))]).items() if k != 'labels'}).logits.argmax(1) for j in range(0, len(pool), 64)])
-    y_po = pool.labels
+        return torch.cat(got).float().numpy(), P
+    F_po, P_po = cls(pool)
+    pred, y_po = P_po.argmax(1), pool.labels
     qi = [i for i in range(len(pool)) if pred[i] == y_po[i]][:3] + [i for i in range(len(pool)) if pred[i] != y_po[i]][:3]
     test, M = Sub(pool, qi), len(qi)
     # ---- one-off, per model and data
-    with Stage('features: [CLS] states of all N (one forward of the top)', per=N) as s_feat: F = cls(train)
-    with Stage('kNN index build (faiss, auto kind)', per=N) as s_index: index = FeatureIndex.build(F, progress=False)
+    with Stage('features: [CLS] states of all N (one forward of the top)') as s_feat: F, _ = cls(train)
+    with Stage('kNN index build (faiss, auto kind)') as s_index: index = FeatureIndex.build(F, progress=False)
     solver = BlockCG(damping='auto', tol=1e-3, hessian_size=a.hessian_size, fit_size=1000, fit_tol=0.1, progress=False)
     with Stage("damping='auto' fit (Lanczos λ_min on a seeded 1,000)") as s_fit: solver.fit(task, train)
     # ---- per batch of 6 queries
@@ -100,11 +98,11 @@ def main():
             warnings.simplefilter('always'); S = solver.solve(task, train, G.T, progress=False)
     warned = [str(x.message)[:160] for x in w]
     cand_t = torch.as_tensor(cand)
-    with Stage(f'scoring the {K:,} candidates of each query (exact gradients, JVP)', per=M * K) as s_knn:
+    with Stage(f'scoring the {K:,} candidates of each query (exact gradients, JVP)') as s_knn:
         D = torch.stack([score_candidates(task, train, S[:, j:j + 1], cand_t[j], 64, 'jvp', False)[:, 0] for j in range(M)])
     full = None
     if not a.no_full:
-        with Stage(f'Full: scoring all {N:,} training pairs (6 queries at once, JVP)', per=N) as full:
+        with Stage(f'Full: scoring all {N:,} training pairs (6 queries at once, JVP)') as full:
             D_all = score_candidates(task, train, S, torch.arange(N), 64, 'jvp', False).T
         same = float((D_all.gather(1, cand_t) - D).abs().max() / D.abs().max())
         print(f'kNN scores == Full on the candidates: max relative difference {same:.1e}', flush=True)

@@ -129,12 +129,10 @@ def hessian_subset(train,            # map-style training dataset
                    n:int=None,       # examples to keep (None, or n ≥ len(train): all of them)
                    seed:int=0,       # seeds the random choice
                   ):                 # a `torch.utils.data.Subset` of `train`
-    "A seeded random subsample of `train` for the Hessian, in length order when the dataset has `lengths`."
+    "A seeded random subsample of `train` for the Hessian, in index order."
     N = len(train)
     idx = torch.arange(N) if n is None or n >= N else torch.randperm(N, generator=torch.Generator().manual_seed(seed))[:n]
-    lengths = getattr(train, 'lengths', None)
-    idx = idx[torch.argsort(torch.as_tensor(lengths)[idx], stable=True)] if lengths is not None else idx.sort().values
-    return torch.utils.data.Subset(train, idx.tolist())
+    return torch.utils.data.Subset(train, idx.sort().values.tolist())
 
 # %% ../nbs/02b_block_cg.ipynb #f46e4397
 class BlockCG(Solver):

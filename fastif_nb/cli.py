@@ -200,7 +200,7 @@ def _explain(fif, args, examples):
     "Run `explain` serially or on --workers processes (a pool whose jobs may take up to --timeout seconds)."
     if args.workers > 1: fif.pool(args.workers, timeout=args.timeout)
     kind = getattr(args, 'select', 'knn')
-    sel = None if args.k == 0 or kind == 'knn' else fif.build_selector(kind)
+    sel = None if kind == 'knn' else fif.build_selector(kind)  # (--select with --k 0 was refused by _check_ranges)
     return fif.explain(examples, k=None if args.k == 0 else args.k, workers=args.workers, selector=sel)
 
 # %% ../nbs/09_cli.ipynb #bb0ff817

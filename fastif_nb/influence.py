@@ -15,6 +15,7 @@ from fastcore.basics import patch
 from .errors import InfluenceInputError, FastIFWarning, _check_number
 from .task import Task, NonFiniteError, _nonfinite_message
 from .solvers import Solver
+from .hvp import _token_batches
 from .distributed import world, shard_range, _attempt, _sync_sum
 
 # %% ../nbs/03_influence.ipynb #c151a9e5
@@ -70,15 +71,12 @@ def score_candidates(task:Task, # the task
 
 # %% ../nbs/03_influence.ipynb #256ae110
 def _score(task, train, S, cand, batch_size, score_method, progress):
-    "Scores [len(cand), m] of the candidates `cand`, in batches of similar length."
+    "Scores [len(cand), m] of the candidates `cand`, in batches of similar length (as `data_hvp`'s)."
     if len(cand) == 0: return S.new_zeros(0, S.shape[1])
-    theta = task.flat_params()
-    lengths = getattr(train, 'lengths', None)  # variable-length text: batch similar lengths to minimise padding
-    order = torch.argsort(torch.as_tensor(lengths)[cand], stable=True) if lengths is not None else torch.arange(len(cand))
-    out = []
-    for s in tqdm(range(0, len(cand), batch_size), disable=not progress, desc='scoring', leave=False):
-        out.append(SCORE_METHODS[score_method](task, task.batch(train, cand[order[s:s + batch_size]]), theta, S.to(theta)).detach())
-    return torch.empty_like(torch.cat(out)).index_copy_(0, order.to(out[0].device), torch.cat(out))
+    theta, batches = task.flat_params(), _token_batches(torch.utils.data.Subset(train, cand.tolist()), batch_size)
+    out = torch.cat([SCORE_METHODS[score_method](task, task.batch(train, cand[b]), theta, S.to(theta)).detach()
+                     for b in tqdm(batches, disable=not progress, desc='scoring', leave=False)])
+    return torch.empty_like(out).index_copy_(0, torch.tensor([i for b in batches for i in b], device=out.device), out)
 
 # %% ../nbs/03_influence.ipynb #1d06e76d
 def _candidates(candidates, n_train:int, m:int):

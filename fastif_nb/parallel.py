@@ -154,7 +154,7 @@ def _context(backend:str):
 def _quiet_fd_sharer(hook):
     "`hook`, except for a connection lost inside multiprocessing's fd sharer: a worker the pool killed while it fetched a shared tensor."
     def _quiet(t, e, tb):
-        if not (issubclass(t, (ConnectionError, EOFError)) and 'resource_sharer.py' in str(traceback.extract_tb(tb, 1))): hook(t, e, tb)
+        if not (issubclass(t, (ConnectionError, EOFError)) and any(f.filename.endswith('resource_sharer.py') for f in traceback.extract_tb(tb, 1))): hook(t, e, tb)
     return _quiet
 
 @patch
